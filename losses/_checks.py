@@ -1,0 +1,162 @@
+"""Argument validation shared by every loss.
+
+Checks run at trace time on static facts (shapes, dtypes, Python scalars), so
+they cost nothing inside a compiled step. A hyperparameter that arrives as a
+tracer (e.g. a scheduled margin) cannot be checked and is let through.
+Every message names the argument, what was expected and what was received.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _concrete(value: Any) -> float | None:
+  """The Python value of a scalar hyperparameter, or None when traced."""
+  if isinstance(value, jax.core.Tracer):
+    return None
+  try:
+    array = np.asarray(value)
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if array.shape != ():
+    raise ValueError(f'expected a scalar, received shape {array.shape}')
+  return float(array)
+
+
+def check_rank(x: Any, rank: int, name: str, layout: str) -> None:
+  """Raises ValueError unless `x` has `rank` dimensions.
+
+  Args:
+    x: the array to check.
+    rank: the expected number of dimensions.
+    name: the argument's name, for the message.
+    layout: the expected layout, e.g. ``'[batch, dim]'``.
+  """
+  shape = jnp.shape(x)
+  if len(shape) != rank:
+    raise ValueError(
+        f'`{name}` must have rank {rank} ({layout}), received shape {shape}'
+    )
+
+
+def check_floating(x: Any, name: str) -> None:
+  """Raises TypeError unless `x` has a floating dtype."""
+  dtype = jnp.result_type(x)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise TypeError(
+        f'`{name}` must have a floating dtype, received dtype {dtype}'
+    )
+
+
+def check_integer(x: Any, name: str) -> None:
+  """Raises TypeError unless `x` has an integer dtype."""
+  dtype = jnp.result_type(x)
+  if not jnp.issubdtype(dtype, jnp.integer):
+    raise TypeError(
+        f'`{name}` must hold integer class ids, received dtype {dtype}'
+    )
+
+
+def check_dim(
+    actual: int, expected: int, name: str, axis: int, what: str
+) -> None:
+  """Raises ValueError when `name`'s size along `axis` differs."""
+  if actual != expected:
+    raise ValueError(
+        f'`{name}` must have size {expected} along axis {axis} ({what}), '
+        f'received {actual}'
+    )
+
+
+def check_same_shape(
+    x: Any, y: Any, x_name: str, y_name: str
+) -> None:
+  """Raises ValueError unless `x` and `y` have equal shapes."""
+  if jnp.shape(x) != jnp.shape(y):
+    raise ValueError(
+        f'`{x_name}` and `{y_name}` must have the same shape, received '
+        f'{jnp.shape(x)} and {jnp.shape(y)}'
+    )
+
+
+def check_positive(value: Any, name: str) -> None:
+  """Raises ValueError unless the scalar `value` is > 0 (when concrete)."""
+  concrete = _scalar(value, name)
+  if concrete is not None and not concrete > 0:
+    raise ValueError(f'`{name}` must be > 0, received {concrete}')
+
+
+def check_non_negative(value: Any, name: str) -> None:
+  """Raises ValueError unless the scalar `value` is >= 0 (when concrete)."""
+  concrete = _scalar(value, name)
+  if concrete is not None and not concrete >= 0:
+    raise ValueError(f'`{name}` must be >= 0, received {concrete}')
+
+
+def check_in_range(
+    value: Any,
+    name: str,
+    low: float,
+    high: float,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> None:
+  """Raises ValueError unless `value` lies in the interval (when concrete)."""
+  concrete = _scalar(value, name)
+  if concrete is None:
+    return
+  above = concrete >= low if low_inclusive else concrete > low
+  below = concrete <= high if high_inclusive else concrete < high
+  if not (above and below):
+    left = '[' if low_inclusive else '('
+    right = ']' if high_inclusive else ')'
+    raise ValueError(
+        f'`{name}` must lie in {left}{low}, {high}{right}, received {concrete}'
+    )
+
+
+def check_choice(value: str, name: str, choices: Sequence[str]) -> None:
+  """Raises ValueError unless `value` is one of `choices`."""
+  if value not in choices:
+    raise ValueError(
+        f'`{name}` must be one of {sorted(choices)}, received {value!r}'
+    )
+
+
+def check_block_size(block_size: int | None) -> None:
+  """Raises ValueError unless `block_size` is None or a positive int."""
+  if block_size is None:
+    return
+  if isinstance(block_size, bool) or not isinstance(
+      block_size, (int, np.integer)
+  ):
+    raise TypeError(
+        f'`block_size` must be None or a positive int, received '
+        f'{block_size!r}'
+    )
+  if block_size <= 0:
+    raise ValueError(
+        f'`block_size` must be None or a positive int, received {block_size}'
+    )
+
+
+def compute_dtype(*arrays: Any) -> jnp.dtype:
+  """The dtype losses compute in: the inputs' dtype, at least float32.
+
+  Low-precision inputs (bfloat16, float16) are upcast because the
+  exponentials and log-sum-exps of these losses lose too much in 8 bits of
+  mantissa; float64 inputs stay float64.
+  """
+  return jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
+
+
+def _scalar(value: Any, name: str) -> float | None:
+  try:
+    return _concrete(value)
+  except ValueError as error:
+    raise ValueError(f'`{name}`: {error}') from None

@@ -1,0 +1,401 @@
+"""Pairwise similarity kernels and the memory-bounded row iteration.
+
+The kernels build ``[n, m]`` matrices with one matrix product, never an
+``[n, m, dim]`` broadcast: the broadcast form costs ``n * m * dim`` memory
+(6 GiB at n = m = 1024, dim = 512) where the product costs ``n * m``.
+
+Pairwise losses (Circle pair-wise, LDMAT, batch-hard triplet) are sums of
+independent per-anchor rows. `map_row_blocks` evaluates such rows a block at a
+time under `jax.checkpoint`, so neither the forward nor the backward pass holds
+more than ``block_size * m`` pairwise entries.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from losses import _checks
+
+# Below this squared distance two points count as coincident: the distance is
+# 0 and its gradient is taken as 0 (the subgradient), not 1 / (2 sqrt(0)).
+_COINCIDENT = 1e-12
+# Norms are floored here so that zero vectors have finite cosines (= 0).
+_NORM_FLOOR = 1e-12
+
+
+def _prepare(x: ArrayLike, y: ArrayLike | None, name_x: str, name_y: str):
+  _checks.check_rank(x, 2, name_x, '[n, dim]')
+  _checks.check_floating(x, name_x)
+  if y is None:
+    dtype = _checks.compute_dtype(x)
+    x = jnp.asarray(x, dtype)
+    return x, x, True
+  _checks.check_rank(y, 2, name_y, '[m, dim]')
+  _checks.check_floating(y, name_y)
+  _checks.check_dim(
+      jnp.shape(y)[1], jnp.shape(x)[1], name_y, 1, f'dim of `{name_x}`'
+  )
+  dtype = _checks.compute_dtype(x, y)
+  return jnp.asarray(x, dtype), jnp.asarray(y, dtype), False
+
+
+def l2_normalize(x: ArrayLike, axis: int = -1) -> jax.Array:
+  """Scales `x` to unit L2 norm along `axis`; zero vectors stay zero.
+
+  The norm is floored at 1e-12, so the value and the gradient are finite for
+  a zero vector.
+  """
+  x = jnp.asarray(x)
+  squared_norm = jnp.sum(x * x, axis=axis, keepdims=True)
+  return x * jax.lax.rsqrt(jnp.maximum(squared_norm, _NORM_FLOOR**2))
+
+
+def pairwise_cosine_similarity(
+    x: ArrayLike,
+    y: ArrayLike | None = None,
+    *,
+    precision: jax.lax.PrecisionLike = None,
+) -> jax.Array:
+  r"""Cosine similarity between every row of `x` and every row of `y`.
+
+  .. math::
+    S_{ij} = \frac{x_i^\top y_j}{\max(\|x_i\|, \epsilon)\max(\|y_j\|, \epsilon)}
+
+  A zero vector has cosine 0 with everything, with a finite gradient.
+
+  Args:
+    x: ``[n, dim]`` floating array.
+    y: ``[m, dim]`` floating array; defaults to `x`.
+    precision: passed to the matrix product (e.g. ``'highest'`` on TPU).
+
+  Returns:
+    ``[n, m]`` similarities in ``[-1, 1]``, in at least float32.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1., 0.], [0., 2.], [0., 0.]])
+    >>> pairwise_cosine_similarity(x)
+    Array([[1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 0.]], dtype=float32)
+  """
+  x, y, same = _prepare(x, y, 'x', 'y')
+  x = l2_normalize(x)
+  y = x if same else l2_normalize(y)
+  return jnp.matmul(x, y.T, precision=precision)
+
+
+def pairwise_squared_distance(
+    x: ArrayLike,
+    y: ArrayLike | None = None,
+    *,
+    precision: jax.lax.PrecisionLike = None,
+) -> jax.Array:
+  r"""Squared Euclidean distance between every row of `x` and of `y`.
+
+  .. math::
+    D_{ij} = \max(\|x_i\|^2 + \|y_j\|^2 - 2 x_i^\top y_j, 0)
+
+  The expansion turns the ``[n, m, dim]`` difference tensor into one matrix
+  product; the clamp removes the small negatives its round-off produces. When
+  `y` is omitted the diagonal is exactly 0.
+
+  Args:
+    x: ``[n, dim]`` floating array.
+    y: ``[m, dim]`` floating array; defaults to `x`.
+    precision: passed to the matrix product (e.g. ``'highest'`` on TPU).
+
+  Returns:
+    ``[n, m]`` non-negative squared distances, in at least float32.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> pairwise_squared_distance(jnp.array([[0., 0.], [3., 4.]]))
+    Array([[ 0., 25.],
+           [25.,  0.]], dtype=float32)
+  """
+  x, y, same = _prepare(x, y, 'x', 'y')
+  squared = _squared_distance(x, y, precision=precision)
+  if same:
+    n = x.shape[0]
+    squared = jnp.where(jnp.eye(n, dtype=bool), 0.0, squared)
+  return squared
+
+
+def pairwise_distance(
+    x: ArrayLike,
+    y: ArrayLike | None = None,
+    *,
+    precision: jax.lax.PrecisionLike = None,
+) -> jax.Array:
+  r"""Euclidean distance between every row of `x` and every row of `y`.
+
+  .. math::
+    D_{ij} = \sqrt{\max(\|x_i\|^2 + \|y_j\|^2 - 2 x_i^\top y_j, 0)}
+
+  Where two points coincide (the diagonal included) the distance is 0 and its
+  gradient is 0 (a subgradient) instead of the infinite derivative of
+  ``sqrt`` at 0.
+
+  Args:
+    x: ``[n, dim]`` floating array.
+    y: ``[m, dim]`` floating array; defaults to `x`.
+    precision: passed to the matrix product (e.g. ``'highest'`` on TPU).
+
+  Returns:
+    ``[n, m]`` non-negative distances, in at least float32.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> pairwise_distance(jnp.array([[0., 0.], [3., 4.]]))
+    Array([[0., 5.],
+           [5., 0.]], dtype=float32)
+  """
+  return safe_sqrt(pairwise_squared_distance(x, y, precision=precision))
+
+
+def _squared_distance(
+    x: jax.Array, y: jax.Array, *, precision: jax.lax.PrecisionLike = None
+) -> jax.Array:
+  """Clamped squared distances of already validated, same-dtype inputs."""
+  x_sq = jnp.sum(x * x, axis=1)
+  y_sq = jnp.sum(y * y, axis=1)
+  cross = jnp.matmul(x, y.T, precision=precision)
+  return jnp.maximum(x_sq[:, None] + y_sq[None, :] - 2.0 * cross, 0.0)
+
+
+def safe_sqrt(squared: ArrayLike) -> jax.Array:
+  """``sqrt`` with value and gradient 0 below 1e-12 instead of inf/NaN."""
+  squared = jnp.asarray(squared)
+  positive = squared > _COINCIDENT
+  # The inner where keeps sqrt's backward pass away from 0: jnp.where alone
+  # would still multiply a zero cotangent by an infinite derivative.
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Anchors against a reference set, and the blocked row iteration.
+# ---------------------------------------------------------------------------
+
+
+def resolve_reference(
+    embeddings: ArrayLike,
+    labels: ArrayLike,
+    reference_embeddings: ArrayLike | None,
+    reference_labels: ArrayLike | None,
+    anchor_indices: ArrayLike | None,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Validates a pairwise loss's inputs and fixes the anchor/reference roles.
+
+  Every pairwise loss scores each anchor (a row of `embeddings`) against a
+  reference set. By default the reference set is the batch itself and each
+  anchor's own row is excluded. In data-parallel training the reference set
+  is the global batch gathered from all devices, and `anchor_indices` gives
+  each local anchor's row in it so that its own copy is excluded.
+
+  Args:
+    embeddings: ``[batch, dim]`` anchors.
+    labels: ``[batch]`` integer class ids of the anchors.
+    reference_embeddings: ``[num_reference, dim]`` or None (the batch).
+    reference_labels: ``[num_reference]`` or None (required with
+      `reference_embeddings`).
+    anchor_indices: ``[batch]`` int row of each anchor in the reference set,
+      or None: the identity when the reference is the batch, and "no own
+      copy" when an explicit reference set is given. A negative index means
+      the anchor has no copy in the reference set.
+
+  Returns:
+    ``(embeddings, labels, reference_embeddings, reference_labels,
+    anchor_indices)`` as arrays, the embeddings in the compute dtype.
+  """
+  _checks.check_rank(embeddings, 2, 'embeddings', '[batch, dim]')
+  _checks.check_floating(embeddings, 'embeddings')
+  _checks.check_rank(labels, 1, 'labels', '[batch]')
+  _checks.check_integer(labels, 'labels')
+  batch, dim = jnp.shape(embeddings)
+  _checks.check_dim(jnp.shape(labels)[0], batch, 'labels', 0, 'batch')
+  if (reference_embeddings is None) != (reference_labels is None):
+    raise ValueError(
+        '`reference_embeddings` and `reference_labels` must be given '
+        'together, received '
+        f'reference_embeddings={_describe(reference_embeddings)} and '
+        f'reference_labels={_describe(reference_labels)}'
+    )
+  if reference_embeddings is None:
+    dtype = _checks.compute_dtype(embeddings)
+    embeddings = jnp.asarray(embeddings, dtype)
+    reference_embeddings = embeddings
+    reference_labels = jnp.asarray(labels)
+    default_indices = jnp.arange(batch)
+  else:
+    _checks.check_rank(
+        reference_embeddings, 2, 'reference_embeddings', '[num_reference, dim]'
+    )
+    _checks.check_floating(reference_embeddings, 'reference_embeddings')
+    _checks.check_dim(
+        jnp.shape(reference_embeddings)[1],
+        dim,
+        'reference_embeddings',
+        1,
+        'dim of `embeddings`',
+    )
+    _checks.check_rank(reference_labels, 1, 'reference_labels', '[num_ref]')
+    _checks.check_integer(reference_labels, 'reference_labels')
+    _checks.check_dim(
+        jnp.shape(reference_labels)[0],
+        jnp.shape(reference_embeddings)[0],
+        'reference_labels',
+        0,
+        'num_reference',
+    )
+    dtype = _checks.compute_dtype(embeddings, reference_embeddings)
+    embeddings = jnp.asarray(embeddings, dtype)
+    reference_embeddings = jnp.asarray(reference_embeddings, dtype)
+    reference_labels = jnp.asarray(reference_labels)
+    default_indices = jnp.full((batch,), -1)
+  if anchor_indices is None:
+    anchor_indices = default_indices
+  else:
+    _checks.check_rank(anchor_indices, 1, 'anchor_indices', '[batch]')
+    _checks.check_integer(anchor_indices, 'anchor_indices')
+    _checks.check_dim(
+        jnp.shape(anchor_indices)[0], batch, 'anchor_indices', 0, 'batch'
+    )
+  return (
+      embeddings,
+      jnp.asarray(labels),
+      reference_embeddings,
+      reference_labels,
+      jnp.asarray(anchor_indices, jnp.int32),
+  )
+
+
+def _describe(value: Any) -> str:
+  return 'None' if value is None else f'shape {jnp.shape(value)}'
+
+
+def valid_pairwise_anchors(
+    labels: ArrayLike,
+    *,
+    reference_labels: ArrayLike | None = None,
+    anchor_indices: ArrayLike | None = None,
+) -> jax.Array:
+  """Which anchors have at least one positive and one negative.
+
+  A pairwise loss is undefined for an anchor whose class has no other member
+  in the reference set, or whose reference set holds only its own class; the
+  pairwise losses of this package return exactly 0 for such anchors. Use this
+  mask to average over the valid anchors only::
+
+    per_anchor = circle_loss_pairwise(x, y, margin=0.25, gamma=256)
+    valid = valid_pairwise_anchors(y)
+    loss = per_anchor.sum() / jnp.maximum(valid.sum(), 1)
+
+  Runs in O(n log n) time and O(n) memory (sorting, no ``[n, m]`` mask).
+
+  Args:
+    labels: ``[batch]`` integer class ids of the anchors.
+    reference_labels: ``[num_reference]`` class ids of the reference set;
+      defaults to `labels`.
+    anchor_indices: as in the pairwise losses: each anchor's row in the
+      reference set (its own copy, which is not a positive), negative for
+      none. Defaults to the identity when `reference_labels` is None and to
+      "no own copy" otherwise.
+
+  Returns:
+    ``[batch]`` bool.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> valid_pairwise_anchors(jnp.array([0, 0, 1]))
+    Array([ True,  True, False], dtype=bool)
+  """
+  _checks.check_rank(labels, 1, 'labels', '[batch]')
+  _checks.check_integer(labels, 'labels')
+  labels = jnp.asarray(labels)
+  if reference_labels is None:
+    reference_labels = labels
+    own_copy = jnp.ones(labels.shape, jnp.int32)
+    if anchor_indices is not None:
+      own_copy = (jnp.asarray(anchor_indices) >= 0).astype(jnp.int32)
+  else:
+    _checks.check_rank(reference_labels, 1, 'reference_labels', '[num_ref]')
+    _checks.check_integer(reference_labels, 'reference_labels')
+    reference_labels = jnp.asarray(reference_labels)
+    if anchor_indices is None:
+      own_copy = jnp.zeros(labels.shape, jnp.int32)
+    else:
+      own_copy = (jnp.asarray(anchor_indices) >= 0).astype(jnp.int32)
+  sorted_reference = jnp.sort(reference_labels)
+  same = jnp.searchsorted(
+      sorted_reference, labels, side='right'
+  ) - jnp.searchsorted(sorted_reference, labels, side='left')
+  has_positive = same - own_copy >= 1
+  has_negative = reference_labels.shape[0] - same >= 1
+  return has_positive & has_negative
+
+
+def map_row_blocks(
+    row_fn: Callable[..., Any],
+    row_args: tuple[jax.Array, ...],
+    *,
+    block_size: int | None,
+) -> Any:
+  """Applies a per-row function to blocks of rows, within bounded memory.
+
+  `row_fn(*blocks)` receives the rows ``[start:start + block_size]`` of each
+  array in `row_args` and returns a pytree of per-row results (leading axis
+  the block). Anything else it needs (the reference set) it closes over.
+
+  The blocks run sequentially (`jax.lax.map`) under `jax.checkpoint`, so the
+  backward pass stores only each block's inputs and recomputes its
+  ``[block_size, m]`` intermediates: peak memory is O(block_size * m) instead
+  of O(n * m), at the cost of one more forward evaluation. Gradients with
+  respect to the closed-over reference set are accumulated across blocks.
+
+  The last block is completed with copies of row 0 (not zeros, which could
+  produce NaN in, e.g., a norm's gradient and leak through a zero cotangent);
+  their results are discarded.
+
+  Args:
+    row_fn: maps blocks of `row_args` to per-row outputs.
+    row_args: arrays sharing the leading (row) dimension n.
+    block_size: rows per block; None or >= n evaluates all rows at once.
+
+  Returns:
+    The pytree `row_fn` returns, with leading dimension n.
+  """
+  _checks.check_block_size(block_size)
+  n = row_args[0].shape[0]
+  if block_size is None or block_size >= n:
+    return row_fn(*row_args)
+  num_blocks = -(-n // block_size)
+  padding = num_blocks * block_size - n
+
+  def to_blocks(array):
+    if padding:
+      filler = jnp.broadcast_to(array[:1], (padding, *array.shape[1:]))
+      array = jnp.concatenate([array, filler])
+    return array.reshape(num_blocks, block_size, *array.shape[1:])
+
+  blocked = tuple(to_blocks(array) for array in row_args)
+  outputs = jax.lax.map(
+      jax.checkpoint(lambda blocks: row_fn(*blocks)), blocked
+  )
+  return jax.tree.map(
+      lambda out: out.reshape(num_blocks * block_size, *out.shape[2:])[:n],
+      outputs,
+  )
+
+
+def not_self_mask(
+    anchor_indices: jax.Array, num_reference: int
+) -> jax.Array:
+  """``[block, num_reference]`` bool: False where the column is the anchor."""
+  columns = jax.lax.broadcasted_iota(
+      jnp.int32, (anchor_indices.shape[0], num_reference), 1
+  )
+  return columns != anchor_indices[:, None]
