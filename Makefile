@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= test,bench
 
-.PHONY: install test lint format bench clean
+.PHONY: install test lint format train bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,9 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+train: $(STAMP)
+	$(PY) train.py --config=configs/default.py --workdir=runs/default
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.losses

@@ -1,0 +1,22 @@
+"""A few steps of the default on digits, for tests and smoke runs.
+
+python train.py --config=configs/tiny.py --workdir=/tmp/tiny
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.input.batch_size = 32
+  config.num_epochs = 1
+  config.num_train_steps = 6
+  config.log_every_steps = 2
+  config.eval_every_steps = 6
+  config.checkpoint_every_steps = 3
+  config.optimizer.warmup_steps = 0
+  config.eval_batch_size = 128
+  config.write_plots = False
+  return config

@@ -1,0 +1,154 @@
+"""Heads: what each loss needs from the model besides the embedding.
+
+A head maps ``embeddings [batch, dim]`` to a dict of named outputs: logits,
+class weights (proxies), G-softmax's per-class Gaussians, vMF mean directions
+or centres. Heads know nothing of the losses; the training objective picks
+the head a loss needs and reads the outputs by name.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# The variable collection of non-gradient head state (vMF mean directions):
+# updated by the training loop from whole-split statistics, never by the
+# optimiser.
+HEAD_STATE = 'head_state'
+
+
+class NoHead(nn.Module):
+  """For losses on the embeddings alone (pair-wise Circle, LDMAT, triplet)."""
+
+  @nn.compact
+  def __call__(self, embeddings):
+    del embeddings
+    return {}
+
+
+class LogitsHead(nn.Module):
+  """A linear classifier: ``logits [batch, num_outputs]``.
+
+  Attributes:
+    num_outputs: number of logits (classes, or 2 * labels for the per-label
+      two-way softmax of the multi-label losses).
+  """
+
+  num_outputs: int
+
+  @nn.compact
+  def __call__(self, embeddings):
+    return {'logits': nn.Dense(self.num_outputs, name='classifier')(embeddings)}
+
+
+class GaussianLogitsHead(nn.Module):
+  """Logits plus G-softmax's learnable per-output Gaussians ``mu, sigma``.
+
+  Attributes:
+    num_outputs: number of logits.
+    mu_init: initial mean of every Gaussian (0 in the official code).
+    sigma_init: initial standard deviation (1 in the official code); the
+      loss floors sigma at 1e-6 so gradient steps cannot make it negative.
+  """
+
+  num_outputs: int
+  mu_init: float = 0.0
+  sigma_init: float = 1.0
+
+  @nn.compact
+  def __call__(self, embeddings):
+    logits = nn.Dense(self.num_outputs, name='classifier')(embeddings)
+    mu = self.param(
+      'mu', nn.initializers.constant(self.mu_init), (self.num_outputs,)
+    )
+    sigma = self.param(
+      'sigma', nn.initializers.constant(self.sigma_init), (self.num_outputs,)
+    )
+    return {'logits': logits, 'mu': mu, 'sigma': sigma}
+
+
+class ClassWeightsHead(nn.Module):
+  """Bias-free class weights (proxies) ``[num_classes, dim]``.
+
+  Also returns ``logits = embeddings @ class_weights.T`` for prediction.
+
+  Attributes:
+    num_classes: number of classes.
+  """
+
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, embeddings):
+    class_weights = self.param(
+      'class_weights',
+      nn.initializers.lecun_normal(),
+      (self.num_classes, embeddings.shape[-1]),
+      jnp.float32,
+    )
+    return {
+      'class_weights': class_weights,
+      'logits': embeddings @ class_weights.T.astype(embeddings.dtype),
+    }
+
+
+class CentersHead(nn.Module):
+  """A linear classifier plus learnable class centres (centre loss).
+
+  Attributes:
+    num_classes: number of classes.
+  """
+
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, embeddings):
+    logits = nn.Dense(self.num_classes, name='classifier')(embeddings)
+    centers = self.param(
+      'centers',
+      nn.initializers.zeros,
+      (self.num_classes, embeddings.shape[-1]),
+      jnp.float32,
+    )
+    return {'logits': logits, 'centers': centers}
+
+
+class MeanDirectionsHead(nn.Module):
+  """vMF class mean directions: non-gradient state ``[num_classes, dim]``.
+
+  The directions live in the `HEAD_STATE` collection, start at zero, and are
+  re-estimated by the training loop from the whole training split (Zhe et
+  al. 2018's alternating algorithm), never by the optimiser.
+
+  Attributes:
+    num_classes: number of classes.
+  """
+
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, embeddings):
+    mean_directions = self.variable(
+      HEAD_STATE,
+      'mean_directions',
+      lambda: jnp.zeros((self.num_classes, embeddings.shape[-1])),
+    )
+    directions = jax.lax.stop_gradient(mean_directions.value)
+    return {'mean_directions': directions}
+
+
+class EmbeddingModel(nn.Module):
+  """A backbone producing embeddings, followed by a head.
+
+  Attributes:
+    backbone: maps ``(images, train=...)`` to ``[batch, dim]`` embeddings.
+    head: one of the heads above.
+  """
+
+  backbone: nn.Module
+  head: nn.Module
+
+  def __call__(self, images, *, train: bool):
+    # Heads and losses run in float32 whatever the backbone's dtype: the
+    # losses' exponentials need the range.
+    embeddings = self.backbone(images, train=train).astype(jnp.float32)
+    return embeddings, self.head(embeddings)

@@ -1,0 +1,329 @@
+r"""Trains and evaluates discriminative features: the story of one run.
+
+  python train.py --config=configs/default.py --workdir=runs/default
+
+`train_and_evaluate(config, workdir)` is importable (tests, notebooks); the
+absl entry at the bottom only parses flags. Rerunning with the same workdir
+resumes from the newest checkpoint.
+"""
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from clu import metric_writers, periodic_actions
+from ml_collections import config_flags
+
+import input_pipeline
+import losses
+import models
+from models import heads
+from training import checkpointing, evaluation_loop, objectives, optimizers
+from training import steps as steps_lib
+
+
+def _steps_per_epoch(dataset) -> int:
+  return max(dataset.info.num_train_examples // dataset.global_batch_size, 1)
+
+
+def _build_model(config, objective, hparams, num_classes):
+  backbone = models.get_model(
+    config.model.name,
+    embedding_dim=config.model.embedding_dim,
+    bn_axis_name=steps_lib.AXIS_NAME,
+  )
+  return heads.EmbeddingModel(
+    backbone=backbone, head=objective.make_head(num_classes, hparams)
+  )
+
+
+def _validate_hparams(state, objective, hparams, info) -> None:
+  """Runs the loss's argument checks abstractly, before any compilation."""
+  images = jax.ShapeDtypeStruct((2, *info.image_shape), jnp.float32)
+  if objective.multilabel:
+    labels = jax.ShapeDtypeStruct((2, info.num_classes), jnp.int32)
+  else:
+    labels = jax.ShapeDtypeStruct((2,), jnp.int32)
+
+  def loss(images, labels):
+    embeddings, outputs = state.apply_fn(
+      {
+        'params': state.params,
+        'batch_stats': state.batch_stats,
+        heads.HEAD_STATE: state.head_state,
+      },
+      images,
+      train=False,
+    )
+    return objective.loss(outputs, embeddings, labels, hparams, None)
+
+  jax.eval_shape(loss, images, labels)
+
+
+class _LossGuard:
+  """Keeps the losses of recent steps and stops at the first non-finite one.
+
+  Reading a loss forces the host to wait for its step, so losses are read
+  in batches (at logging, checkpointing and the end), and before every
+  checkpoint: a state that went through a non-finite step is never saved.
+  """
+
+  def __init__(self, last_good_step: int):
+    self._pending: list[tuple[int, Any]] = []
+    self.last_good_step = last_good_step
+
+  def add(self, step: int, metrics) -> None:
+    self._pending.append((step, metrics['loss']))
+
+  def check(self, checkpoint_step: int | None) -> float | None:
+    if not self._pending:
+      return None
+    values = jax.device_get([loss for _, loss in self._pending])
+    for (step, _), value in zip(self._pending, values, strict=True):
+      if not np.isfinite(value):
+        where = (
+          f'the newest checkpoint (step {checkpoint_step}) is intact'
+          if checkpoint_step is not None
+          else 'no checkpoint was written'
+        )
+        raise FloatingPointError(
+          f'Non-finite loss ({value}) at step {step}; stopping. '
+          f'Nothing after step {self.last_good_step} was saved and {where}.'
+        )
+    self.last_good_step = self._pending[-1][0]
+    self._pending = []
+    return float(values[-1])
+
+
+def _update_mean_directions(state, dataset, p_direction_sums, config):
+  """vMF: mean directions re-estimated from the whole training split."""
+  sums = counts = None
+  num_devices = jax.local_device_count()
+  for batch in dataset.eval_batches('train', config.eval_batch_size):
+    batch_sums, batch_counts = p_direction_sums(
+      state, steps_lib.shard_for_devices(batch, num_devices)
+    )
+    sums = batch_sums if sums is None else sums + batch_sums
+    counts = batch_counts if counts is None else counts + batch_counts
+  previous = state.head_state['head']['mean_directions']
+  directions = losses.vmf_mean_directions_from_sums(
+    sums, counts, previous=previous
+  )
+  return steps_lib.update_mean_directions(state, directions)
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str
+) -> dict[str, Any]:
+  """Trains the configured model and loss, evaluates, writes the results.
+
+  Args:
+    config: an experiment config (see configs/default.py).
+    workdir: where checkpoints, TensorBoard events, results.json and plots
+      go; a workdir holding a checkpoint is resumed.
+
+  Returns:
+    The final evaluation metrics (also in ``workdir/results.json``), or
+    ``{'preempted_at_step': step}`` when stopped by SIGTERM.
+  """
+  # Everything that can be wrong with the config is checked before the
+  # first compilation.
+  objective = objectives.get_objective(config.loss.name)
+  hparams = objectives.resolve_hparams(objective, config.loss)
+  dataset = input_pipeline.create_dataset(config.input, seed=config.seed)
+  info = dataset.info
+  if info.multilabel != objective.multilabel:
+    raise ValueError(
+      f'config.loss.name={config.loss.name!r} is a '
+      f'{"multi" if objective.multilabel else "single"}-label loss but '
+      f'config.input.name={config.input.name!r} is '
+      f'{"multi" if info.multilabel else "single"}-label'
+    )
+  steps_per_epoch = _steps_per_epoch(dataset)
+  num_train_steps = config.num_train_steps or (
+    config.num_epochs * steps_per_epoch
+  )
+  eval_every = config.eval_every_steps or steps_per_epoch
+  vmf_every = 0
+  if objective.periodic_mean_directions:
+    vmf_every = hparams.update_every_steps or steps_per_epoch
+
+  model = _build_model(config, objective, hparams, info.num_classes)
+  learning_rate_fn = optimizers.create_learning_rate_fn(
+    config.optimizer, num_train_steps
+  )
+  tx = optimizers.create_optimizer(config.optimizer, learning_rate_fn)
+  rng = jax.random.key(config.seed)
+  state = steps_lib.create_train_state(rng, model, info.image_shape, tx)
+  _validate_hparams(state, objective, hparams, info)
+
+  os.makedirs(workdir, exist_ok=True)
+  checkpointer = checkpointing.Checkpointer(
+    workdir, config, max_to_keep=config.max_checkpoints_to_keep
+  )
+  restored = checkpointer.restore(state)
+  if restored is not None:
+    state = restored
+    logging.info(
+      'Resuming from the checkpoint at step %d in %s.',
+      int(state.step),
+      checkpointer.directory,
+    )
+  start_step = int(state.step)
+
+  writer = metric_writers.create_default_writer(
+    workdir, just_logging=jax.process_index() > 0, asynchronous=True
+  )
+  if start_step == 0:
+    writer.write_hparams(
+      {k: str(v) for k, v in _flatten(config.to_dict()).items()}
+    )
+  p_train_step, p_eval_step, p_direction_sums = steps_lib.pmap_steps(
+    objective, hparams, learning_rate_fn, info.num_classes
+  )
+  evaluate = functools.partial(
+    evaluation_loop.evaluate,
+    p_eval_step=p_eval_step,
+    dataset=dataset,
+    objective=objective,
+    config=config,
+  )
+  if vmf_every and start_step == 0:
+    state = _update_mean_directions(state, dataset, p_direction_sums, config)
+
+  num_devices = jax.local_device_count()
+  report_progress = periodic_actions.ReportProgress(
+    num_train_steps=num_train_steps, writer=writer
+  )
+  termination = checkpointing.TerminationFlag()
+  termination.install()
+  guard = _LossGuard(last_good_step=start_step)
+  batches = dataset.train_batches(start_step)
+  last_checkpoint = checkpointer.latest_step()
+  last_log_time, last_log_step = time.perf_counter(), start_step
+  metrics = {}
+  try:
+    for step in range(start_step + 1, num_train_steps + 1):
+      batch = steps_lib.shard_for_devices(next(batches), num_devices)
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        state, metrics = p_train_step(state, batch)
+      guard.add(step, metrics)
+      report_progress(step)
+      if vmf_every and step % vmf_every == 0:
+        state = _update_mean_directions(
+          state, dataset, p_direction_sums, config
+        )
+      is_last = step == num_train_steps
+      if termination.is_set():
+        guard.check(last_checkpoint)
+        checkpointer.save(step, state)
+        checkpointer.close()
+        logging.warning(
+          'Stopped by SIGTERM after step %d; checkpoint saved in %s. '
+          'Rerun the same command to resume.',
+          step,
+          checkpointer.directory,
+        )
+        return {'preempted_at_step': step}
+      if step % config.log_every_steps == 0 or is_last:
+        loss = guard.check(last_checkpoint)
+        now = time.perf_counter()
+        steps_per_second = (step - last_log_step) / (now - last_log_time)
+        last_log_time, last_log_step = now, step
+        eta = (num_train_steps - step) / max(steps_per_second, 1e-9)
+        logging.info(
+          'step %d/%d | loss %.4f | %.1f steps/s | ETA %s',
+          step,
+          num_train_steps,
+          loss,
+          steps_per_second,
+          _format_seconds(eta),
+        )
+        writer.write_scalars(
+          step, {k: float(v) for k, v in jax.device_get(metrics).items()}
+        )
+      if step % config.checkpoint_every_steps == 0 or is_last:
+        guard.check(last_checkpoint)
+        checkpointer.save(step, state)
+        last_checkpoint = step
+      if step % eval_every == 0 or is_last:
+        with report_progress.timed('eval'):
+          results = evaluate(state)
+        writer.write_scalars(step, _scalars(results))
+  finally:
+    termination.uninstall()
+    writer.flush()
+  checkpointer.close()
+
+  results = evaluate(state, final=True, workdir=workdir)
+  results['step'] = int(state.step)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'results.json'), 'w') as file:
+      json.dump(
+        {'metrics': results, 'config': config.to_dict()},
+        file,
+        indent=2,
+        default=str,
+      )
+  logging.info('Final evaluation: %s', evaluation_loop.summary(results))
+  return results
+
+
+def _scalars(results: dict[str, Any]) -> dict[str, float]:
+  return {
+    key: float(value)
+    for key, value in results.items()
+    if isinstance(value, (int, float, np.floating))
+  }
+
+
+def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def _format_seconds(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+_CONFIG = config_flags.DEFINE_config_file(
+  'config', None, 'Experiment config file.', lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+  'workdir', None, 'Directory for checkpoints, logs, results and plots.'
+)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  # Hide accelerators from TensorFlow (pulled in by clu's TensorBoard
+  # writer): otherwise it may reserve GPU memory that JAX needs.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  tf.config.experimental.set_visible_devices([], 'GPU')
+  logging.info(
+    'JAX process %d/%d, local devices: %s',
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_devices(),
+  )
+  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config', 'workdir'])
+  app.run(main)

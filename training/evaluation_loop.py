@@ -1,0 +1,165 @@
+"""Runs the model over an evaluation split and computes every metric.
+
+The metric definitions live in `evaluation/`; this module only collects the
+embeddings (from every device and process) and decides which metrics apply
+to the run: accuracy where a classifier exists, feature-space compactness
+and separability, G-softmax's Gaussian measures, retrieval and clustering
+for single-label data, mAP and precision/recall/F1 for multi-label data.
+"""
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+import evaluation
+from training import steps as steps_lib
+
+
+def collect(p_eval_step, state, dataset, split: str, batch_size: int):
+  """Embeddings, labels and scores of a whole split, on every process.
+
+  Returns:
+    A dict of numpy arrays (``embeddings``, ``label`` and, where the loss
+    has them, ``scores`` or ``probabilities``) over all examples of the
+    split, padding removed.
+  """
+  num_devices = jax.local_device_count()
+  parts: dict[str, list[np.ndarray]] = {}
+  for batch in dataset.eval_batches(split, batch_size):
+    outputs = p_eval_step(
+      state, steps_lib.shard_for_devices(_model_inputs(batch), num_devices)
+    )
+    outputs = jax.tree.map(
+      lambda x: np.asarray(x).reshape(-1, *x.shape[2:]), outputs
+    )
+    outputs['label'] = batch['label']
+    mask = batch['mask']
+    for key, value in outputs.items():
+      parts.setdefault(key, []).append(np.asarray(value)[mask])
+  local = {key: np.concatenate(value) for key, value in parts.items()}
+  if jax.process_count() == 1:
+    return local
+  # Shards differ in size by at most one example per process; pad to the
+  # largest, gather, and drop the padding again.
+  sizes = multihost_utils.process_allgather(np.array(len(local['label'])))
+  largest = int(np.max(sizes))
+  padded = {
+    key: np.concatenate(
+      [value, np.zeros((largest - len(value), *value.shape[1:]), value.dtype)]
+    )
+    for key, value in local.items()
+  }
+  gathered = multihost_utils.process_allgather(padded)
+  return {
+    key: np.concatenate([value[p, : sizes[p]] for p in range(len(sizes))])
+    for key, value in gathered.items()
+  }
+
+
+def _model_inputs(batch):
+  return {'image': batch['image'], 'label': batch['label']}
+
+
+def evaluate(
+  state,
+  *,
+  p_eval_step,
+  dataset,
+  objective,
+  config,
+  final: bool = False,
+  workdir: str | None = None,
+) -> dict[str, Any]:
+  """Every metric that applies to this run, on the test split.
+
+  Args:
+    state: the train state.
+    p_eval_step: the pmapped `steps.eval_step`.
+    dataset: the `input_pipeline.Dataset`.
+    objective: the loss's registry entry.
+    config: the experiment config.
+    final: also compute the end-of-run extras (nearest-class-mean accuracy
+      from the training split) and write plots to `workdir`.
+    workdir: where plots go.
+
+  Returns:
+    A flat dict of metric name -> float (and per-class lists).
+  """
+  test = collect(p_eval_step, state, dataset, 'test', config.eval_batch_size)
+  results: dict[str, Any] = {}
+  if objective.multilabel:
+    results.update(
+      evaluation.multilabel_metrics(test['probabilities'], test['label'])
+    )
+    return results
+
+  embeddings, labels = test['embeddings'], test['label']
+  if 'scores' in test and not config.input.class_disjoint:
+    results['accuracy'] = evaluation.accuracy(test['scores'], labels)
+  geometry = evaluation.feature_geometry(embeddings, labels)
+  results.update(
+    {key: value for key, value in geometry.items() if np.isscalar(value)}
+  )
+  if objective.name == 'g_softmax':
+    head = jax.device_get(state.params['head'])
+    gaussian = evaluation.gaussian_geometry(head['mu'], head['sigma'])
+    results.update(
+      {
+        f'gaussian_{key}': value
+        for key, value in gaussian.items()
+        if np.isscalar(value)
+      }
+    )
+  results.update(
+    evaluation.retrieval_metrics(
+      embeddings, labels, ks=tuple(config.retrieval_ks), seed=config.seed
+    )
+  )
+  if final and not config.input.class_disjoint:
+    train = collect(
+      p_eval_step, state, dataset, 'train', config.eval_batch_size
+    )
+    results['nearest_class_mean_accuracy'] = (
+      evaluation.nearest_class_mean_accuracy(
+        train['embeddings'], train['label'], embeddings, labels
+      )
+    )
+  if final and workdir and config.write_plots and jax.process_index() == 0:
+    names = dataset.info.class_names
+    evaluation.plot_features(
+      embeddings,
+      labels,
+      os.path.join(workdir, 'features.png'),
+      title=f'{config.loss.name} on {config.input.name} (test)',
+      class_names=names,
+    )
+    evaluation.plot_class_geometry(
+      geometry['per_class_compactness'],
+      geometry['per_class_separability'],
+      os.path.join(workdir, 'class_geometry.png'),
+      title=f'{config.loss.name}: per-class compactness / separability',
+      class_names=names,
+    )
+  return results
+
+
+def summary(results: dict[str, Any]) -> str:
+  """One readable line of the headline metrics."""
+  keys = (
+    'accuracy',
+    'nearest_class_mean_accuracy',
+    'compactness',
+    'separability',
+    'recall@1',
+    'map@r',
+    'nmi',
+    'map',
+    'cf1',
+    'of1',
+  )
+  return ' | '.join(
+    f'{key} {results[key]:.4f}' for key in keys if key in results
+  )

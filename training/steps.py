@@ -1,0 +1,240 @@
+"""The per-device training and evaluation steps, and the train state.
+
+The steps are written for one device holding a shard of the global batch,
+with explicit collectives over `AXIS_NAME`; `train.py` maps them over the
+local devices with `jax.pmap` (or `jax.shard_map`).
+
+Exactness across devices: every loss is the mean over the *global* batch.
+Each device contributes ``sum(weights * losses) / psum(sum(weights))`` and
+gradients are summed (`psum`), which is the pmean of per-device means when
+all devices hold equally many examples. Pairwise losses score the local
+anchors against the all-gathered global batch; the gradient flows back
+through `all_gather` (its transpose is a reduce-scatter), so the summed
+gradient equals the single-device gradient on the global batch.
+"""
+
+import functools
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+import losses
+from models import heads
+from training import objectives
+
+AXIS_NAME = 'batch'
+
+
+class TrainState(train_state.TrainState):
+  """Parameters, optimiser state and the model's non-gradient state.
+
+  Attributes:
+    batch_stats: BatchNorm running statistics.
+    head_state: the head's non-gradient state (vMF mean directions).
+  """
+
+  batch_stats: Any
+  head_state: Any
+
+
+def create_train_state(
+  rng: jax.Array,
+  model: nn.Module,
+  image_shape: tuple[int, int, int],
+  tx: optax.GradientTransformation,
+) -> TrainState:
+  """Initialises the model on a dummy batch of 2 images."""
+  dummy = jnp.zeros((2, *image_shape), jnp.float32)
+  variables = model.init(rng, dummy, train=False)
+  return TrainState.create(
+    apply_fn=model.apply,
+    params=variables['params'],
+    tx=tx,
+    batch_stats=variables.get('batch_stats', {}),
+    head_state=variables.get(heads.HEAD_STATE, {}),
+  )
+
+
+def _variables(state: TrainState, params) -> dict[str, Any]:
+  return {
+    'params': params,
+    'batch_stats': state.batch_stats,
+    heads.HEAD_STATE: state.head_state,
+  }
+
+
+def _global_reference(embeddings, labels):
+  """The global batch and the local anchors' rows in it."""
+  local = embeddings.shape[0]
+  return objectives.PairwiseReference(
+    embeddings=jax.lax.all_gather(embeddings, AXIS_NAME, tiled=True),
+    labels=jax.lax.all_gather(labels, AXIS_NAME, tiled=True),
+    anchor_indices=jax.lax.axis_index(AXIS_NAME) * local
+    + jnp.arange(local, dtype=jnp.int32),
+  )
+
+
+def train_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  objective: objectives.Objective,
+  hparams: Any,
+  learning_rate_fn: optax.Schedule,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimisation step on this device's shard of the global batch.
+
+  Args:
+    state: the replicated train state.
+    batch: ``{'image': [local_batch, H, W, C], 'label': [local_batch] or
+      [local_batch, num_labels]}``.
+    objective: the loss's registry entry.
+    hparams: its resolved hyperparameters.
+    learning_rate_fn: for logging the current learning rate.
+
+  Returns:
+    The new state and metrics, identical on every device.
+  """
+  labels = batch['label']
+
+  def loss_fn(params):
+    (embeddings, outputs), updates = state.apply_fn(
+      _variables(state, params),
+      batch['image'],
+      train=True,
+      mutable=['batch_stats'],
+    )
+    reference = None
+    if objective.pairwise:
+      reference = _global_reference(embeddings, labels)
+    per_example, weights = objective.loss(
+      outputs, embeddings, labels, hparams, reference
+    )
+    total_weight = jax.lax.psum(jnp.sum(weights), AXIS_NAME)
+    loss = jnp.sum(weights * per_example) / jnp.maximum(total_weight, 1.0)
+    return loss, (updates, outputs, embeddings)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  (loss, (updates, outputs, embeddings)), grads = grad_fn(state.params)
+  grads = jax.lax.psum(grads, AXIS_NAME)
+  loss = jax.lax.psum(loss, AXIS_NAME)
+  new_state = state.apply_gradients(
+    grads=grads, batch_stats=updates.get('batch_stats', {})
+  )
+  metrics = {
+    'loss': loss,
+    'learning_rate': learning_rate_fn(state.step),
+    'grad_norm': optax.global_norm(grads),
+    'embedding_norm': jax.lax.pmean(
+      jnp.mean(jnp.linalg.norm(embeddings, axis=-1)), AXIS_NAME
+    ),
+  }
+  if objective.scores is not None:
+    correct = jnp.argmax(objective.scores(outputs, embeddings), -1) == labels
+    metrics['accuracy'] = jax.lax.pmean(jnp.mean(correct), AXIS_NAME)
+  return new_state, metrics
+
+
+def eval_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  objective: objectives.Objective,
+  hparams: Any,
+) -> dict[str, jax.Array]:
+  """Embeddings and class scores of one evaluation batch (no collectives).
+
+  Returns:
+    ``{'embeddings': [batch, dim]}`` plus ``'scores': [batch, num_classes]``
+    for losses that train a classifier, or ``'probabilities': [batch,
+    num_labels]`` for multi-label ones.
+  """
+  embeddings, outputs = state.apply_fn(
+    _variables(state, state.params), batch['image'], train=False
+  )
+  result = {'embeddings': embeddings}
+  if objective.scores is not None:
+    result['scores'] = objective.scores(outputs, embeddings)
+  if objective.multilabel:
+    result['probabilities'] = objectives.multilabel_probabilities(
+      outputs, batch['label'].shape[-1], hparams
+    )
+  return result
+
+
+def direction_sums_step(
+  state: TrainState, batch: dict[str, jax.Array], *, num_classes: int
+) -> tuple[jax.Array, jax.Array]:
+  """Per-class sums of normalised embeddings, summed over all devices.
+
+  Padding rows (``batch['mask']`` False) get an out-of-range label, which the
+  class sums drop.
+  """
+  embeddings, _ = state.apply_fn(
+    _variables(state, state.params), batch['image'], train=False
+  )
+  labels = jnp.where(batch['mask'], batch['label'], num_classes)
+  sums, counts = losses.vmf_direction_sums(embeddings, labels, num_classes)
+  return (
+    jax.lax.psum(sums, AXIS_NAME),
+    jax.lax.psum(counts, AXIS_NAME),
+  )
+
+
+def pmap_steps(objective, hparams, learning_rate_fn, num_classes):
+  """The three steps mapped over the local devices with `jax.pmap`.
+
+  The state is passed unreplicated (``in_axes=None``) and comes back
+  unreplicated (``out_axes=None``): every device computes the same update
+  from the summed gradients, so no replicate/unreplicate round trips.
+  """
+  p_train_step = jax.pmap(
+    functools.partial(
+      train_step,
+      objective=objective,
+      hparams=hparams,
+      learning_rate_fn=learning_rate_fn,
+    ),
+    axis_name=AXIS_NAME,
+    in_axes=(None, 0),
+    out_axes=(None, None),
+  )
+  p_eval_step = jax.pmap(
+    functools.partial(eval_step, objective=objective, hparams=hparams),
+    axis_name=AXIS_NAME,
+    in_axes=(None, 0),
+  )
+  p_direction_sums = jax.pmap(
+    functools.partial(direction_sums_step, num_classes=num_classes),
+    axis_name=AXIS_NAME,
+    in_axes=(None, 0),
+    out_axes=None,
+  )
+  return p_train_step, p_eval_step, p_direction_sums
+
+
+def shard_for_devices(batch: dict[str, Any], num_devices: int):
+  """Reshapes host arrays ``[local_batch, ...]`` to ``[devices, per, ...]``."""
+
+  def reshape(array):
+    if array.shape[0] % num_devices:
+      raise ValueError(
+        f'The local batch ({array.shape[0]} examples) must be divisible by '
+        f'the number of local devices ({num_devices}); change '
+        'config.input.batch_size'
+      )
+    return array.reshape(num_devices, -1, *array.shape[1:])
+
+  return jax.tree.map(reshape, batch)
+
+
+def update_mean_directions(state: TrainState, directions) -> TrainState:
+  """Replaces the vMF mean directions in the head state."""
+  head_state = flax.core.unfreeze(state.head_state)
+  head_state['head']['mean_directions'] = directions
+  return state.replace(head_state=head_state)
