@@ -2,12 +2,62 @@
 
 Every loss takes arrays first and keyword-only hyperparameters, returns
 per-example values (the caller reduces), and is jit-, vmap- and
-grad-compatible. See README.md for the table of the public API.
+grad-compatible. README.md has the table of the public API.
 """
 
-from losses._pairwise import l2_normalize
-from losses._pairwise import map_row_blocks
-from losses._pairwise import pairwise_cosine_similarity
-from losses._pairwise import pairwise_distance
-from losses._pairwise import pairwise_squared_distance
-from losses._pairwise import valid_pairwise_anchors
+from losses._center import center_loss
+from losses._circle import circle_loss_class_level, circle_loss_pairwise
+from losses._distance_matrix import distance_matrix_loss
+from losses._g_softmax import (
+  g_softmax_cross_entropy,
+  g_softmax_logits,
+  g_softmax_multilabel_cross_entropy,
+  g_softmax_multilabel_probabilities,
+)
+from losses._margin_softmax import (
+  arcface_loss,
+  cosface_loss,
+  normalized_softmax_cross_entropy,
+)
+from losses._pairwise import (
+  l2_normalize,
+  map_row_blocks,
+  pairwise_cosine_similarity,
+  pairwise_distance,
+  pairwise_squared_distance,
+  valid_pairwise_anchors,
+)
+from losses._triplet import batch_hard_triplet_loss
+from losses._virtual_softmax import virtual_softmax_cross_entropy
+from losses._vmf import (
+  vmf_cross_entropy,
+  vmf_direction_sums,
+  vmf_mean_directions,
+  vmf_mean_directions_from_sums,
+)
+
+__all__ = [
+  'arcface_loss',
+  'batch_hard_triplet_loss',
+  'center_loss',
+  'circle_loss_class_level',
+  'circle_loss_pairwise',
+  'cosface_loss',
+  'distance_matrix_loss',
+  'g_softmax_cross_entropy',
+  'g_softmax_logits',
+  'g_softmax_multilabel_cross_entropy',
+  'g_softmax_multilabel_probabilities',
+  'l2_normalize',
+  'map_row_blocks',
+  'normalized_softmax_cross_entropy',
+  'pairwise_cosine_similarity',
+  'pairwise_distance',
+  'pairwise_squared_distance',
+  'valid_pairwise_anchors',
+  'virtual_softmax_cross_entropy',
+  'vmf_cross_entropy',
+  'vmf_direction_sums',
+  'vmf_mean_directions',
+  'vmf_mean_directions_from_sums',
+]

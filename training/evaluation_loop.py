@@ -99,19 +99,15 @@ def evaluate(
   embeddings, labels = test['embeddings'], test['label']
   if 'scores' in test and not config.input.class_disjoint:
     results['accuracy'] = evaluation.accuracy(test['scores'], labels)
-  geometry = evaluation.feature_geometry(embeddings, labels)
-  results.update(
-    {key: value for key, value in geometry.items() if np.isscalar(value)}
-  )
+  results.update(evaluation.feature_geometry(embeddings, labels))
   if objective.name == 'g_softmax':
+    # Luo et al.'s measures from the learned per-class Gaussians.
     head = jax.device_get(state.params['head'])
-    gaussian = evaluation.gaussian_geometry(head['mu'], head['sigma'])
-    results.update(
-      {
-        f'gaussian_{key}': value
-        for key, value in gaussian.items()
-        if np.isscalar(value)
-      }
+    results['gaussian_compactness'] = float(
+      np.mean(evaluation.gaussian_compactness(head['sigma']))
+    )
+    results['gaussian_separability'] = float(
+      np.mean(evaluation.gaussian_separability(head['mu'], head['sigma']))
     )
   results.update(
     evaluation.retrieval_metrics(
@@ -137,8 +133,8 @@ def evaluate(
       class_names=names,
     )
     evaluation.plot_class_geometry(
-      geometry['per_class_compactness'],
-      geometry['per_class_separability'],
+      evaluation.intra_class_compactness(embeddings, labels).per_class,
+      evaluation.inter_class_separability(embeddings, labels).per_class,
       os.path.join(workdir, 'class_geometry.png'),
       title=f'{config.loss.name}: per-class compactness / separability',
       class_names=names,

@@ -1,0 +1,63 @@
+"""Metrics and plots of learned features; no knowledge of training or models.
+
+Every function takes NumPy or JAX arrays and returns Python floats, NumPy
+arrays or file paths:
+
+* `accuracy`: top-1 classification accuracy.
+* Feature geometry: `intra_class_compactness`, `inter_class_separability`,
+  `separability_ratio`, `feature_geometry` (all scalars at once),
+  `class_means`; G-softmax's Gaussian measures `gaussian_compactness`,
+  `gaussian_separability`, `gaussian_kl`.
+* Retrieval: `retrieval_metrics` (Recall@K, precision@1, R-precision, MAP@R,
+  NMI, with pytorch-metric-learning's AccuracyCalculator semantics) and
+  `kmeans_nmi`.
+* Multi-label: `multilabel_metrics` (mAP, CP, CR, CF1, OP, OR, OF1) and
+  `average_precision_per_label`.
+* Plots (PNG): `plot_features`, `plot_class_geometry`, `plot_feature_grid`.
+"""
+
+from evaluation.classification import accuracy, nearest_class_mean_accuracy
+from evaluation.geometry import (
+  Compactness,
+  Separability,
+  class_means,
+  feature_geometry,
+  gaussian_compactness,
+  gaussian_kl,
+  gaussian_separability,
+  inter_class_separability,
+  intra_class_compactness,
+  separability_ratio,
+)
+from evaluation.multilabel import (
+  average_precision_per_label,
+  multilabel_metrics,
+)
+from evaluation.plots import (
+  plot_class_geometry,
+  plot_feature_grid,
+  plot_features,
+)
+from evaluation.retrieval import kmeans_nmi, retrieval_metrics
+
+__all__ = [
+  'Compactness',
+  'Separability',
+  'accuracy',
+  'average_precision_per_label',
+  'class_means',
+  'feature_geometry',
+  'gaussian_compactness',
+  'gaussian_kl',
+  'gaussian_separability',
+  'inter_class_separability',
+  'intra_class_compactness',
+  'kmeans_nmi',
+  'multilabel_metrics',
+  'nearest_class_mean_accuracy',
+  'plot_class_geometry',
+  'plot_feature_grid',
+  'plot_features',
+  'retrieval_metrics',
+  'separability_ratio',
+]

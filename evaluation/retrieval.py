@@ -1,0 +1,380 @@
+"""Retrieval and clustering metrics of embeddings (deep metric learning).
+
+Semantics follow pytorch-metric-learning's ``AccuracyCalculator`` and the
+protocol of Musgrave et al., "A Metric Learning Reality Check" (ECCV 2020):
+
+* By default the reference set is the query set itself and each query's own
+  row is excluded from its neighbours (the row, by index, not "the nearest
+  point", so duplicate embeddings are still counted). A separate reference
+  set may be given instead; nothing is excluded then.
+* For a query with label y, R is the number of references labelled y (other
+  than itself). Queries with R = 0 have no correct answer and are excluded
+  from every kNN metric (their label is a "lone" label); the metrics average
+  over the remaining queries, each query counting once.
+* Neighbours are ranked by cosine similarity (default) or Euclidean
+  distance. Ties are broken by `jax.lax.top_k` (in practice, the lower
+  reference index first); with continuous embeddings they do not occur.
+
+Memory: queries are processed ``chunk_size`` rows at a time. Each chunk
+builds one ``[chunk_size, n_ref]`` score block by matrix product and keeps
+only its top k neighbours, with k = max(max(ks), max R), so 100k queries never
+need an ``[n, n]`` matrix. The work runs in JAX (on the default device: the
+accelerator when there is one), compiled once per (k, chunk shape).
+"""
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn import cluster
+from sklearn import metrics as sklearn_metrics
+
+from losses import _checks
+
+_METRICS = ('cosine', 'euclidean')
+# Restarts of k-means for NMI; the clustering with the lowest inertia is kept.
+KMEANS_N_INIT = 4
+# Norms are floored so that a zero embedding has cosine 0 with everything.
+_NORM_FLOOR = 1e-12
+
+
+def _l2_normalize(x: jax.Array) -> jax.Array:
+  squared = jnp.sum(x * x, axis=-1, keepdims=True)
+  return x * jax.lax.rsqrt(jnp.maximum(squared, _NORM_FLOOR**2))
+
+
+def _check_positive_int(value: Any, name: str) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise TypeError(f'`{name}` must be a positive int, received {value!r}')
+  if value <= 0:
+    raise ValueError(f'`{name}` must be a positive int, received {value}')
+
+
+def _check_ks(ks: Any) -> tuple[int, ...]:
+  if isinstance(ks, (int, np.integer)) or not isinstance(ks, Sequence):
+    raise TypeError(
+      f'`ks` must be a non-empty sequence of positive ints, received {ks!r}'
+    )
+  if not ks:
+    raise ValueError(
+      '`ks` must be a non-empty sequence of positive ints, received an '
+      'empty sequence'
+    )
+  for k in ks:
+    _check_positive_int(k, 'ks')
+  return tuple(int(k) for k in ks)
+
+
+def _check_embeddings_and_labels(
+  embeddings: Any, labels: Any, embeddings_name: str, labels_name: str
+) -> None:
+  _checks.check_rank(embeddings, 2, embeddings_name, '[n, dim]')
+  _checks.check_floating(embeddings, embeddings_name)
+  _checks.check_rank(labels, 1, labels_name, '[n]')
+  _checks.check_integer(labels, labels_name)
+  _checks.check_dim(
+    np.shape(labels)[0],
+    np.shape(embeddings)[0],
+    labels_name,
+    0,
+    f'number of rows of `{embeddings_name}`',
+  )
+  if np.shape(labels)[0] == 0:
+    raise ValueError(f'`{embeddings_name}` must hold at least one row')
+
+
+def _same_label_counts(
+  query_codes: np.ndarray,
+  reference_codes: np.ndarray,
+  num_codes: int,
+  exclude_self: bool,
+) -> np.ndarray:
+  """R of every query: its label's reference count, itself excluded."""
+  reference_counts = np.bincount(reference_codes, minlength=num_codes)
+  return reference_counts[query_codes] - int(exclude_self)
+
+
+@functools.partial(
+  jax.jit,
+  static_argnames=('chunk_size', 'k', 'ks', 'metric', 'exclude_self'),
+)
+def _chunk_metrics(
+  queries: jax.Array,
+  query_codes: jax.Array,
+  same_label_counts: jax.Array,
+  references: jax.Array,
+  reference_codes: jax.Array,
+  start: jax.Array,
+  *,
+  chunk_size: int,
+  k: int,
+  ks: tuple[int, ...],
+  metric: str,
+  exclude_self: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Per-query kNN metrics of rows ``[start, start + chunk_size)``.
+
+  Args:
+    queries: ``[n_padded, dim]`` queries (normalised for cosine), padded to
+      a multiple of `chunk_size`.
+    query_codes: ``[n_padded]`` label codes of the queries.
+    same_label_counts: ``[n_padded]`` R of every query.
+    references: ``[n_ref, dim]`` references (normalised for cosine).
+    reference_codes: ``[n_ref]`` label codes of the references.
+    start: scalar int, the first query row of this chunk.
+    chunk_size: rows per chunk.
+    k: neighbours retrieved per query.
+    ks: the K of Recall@K (each <= k after capping).
+    metric: ``'cosine'`` or ``'euclidean'``.
+    exclude_self: whether query row i is reference row i and must be
+      skipped.
+
+  Returns:
+    ``(hits, r_precision, map_at_r)``: ``[chunk_size, len(ks)]`` booleans
+    (a correct neighbour among the first K), ``[chunk_size]`` and
+    ``[chunk_size]`` floats.
+  """
+  chunk = jax.lax.dynamic_slice_in_dim(queries, start, chunk_size)
+  codes = jax.lax.dynamic_slice_in_dim(query_codes, start, chunk_size)
+  r = jax.lax.dynamic_slice_in_dim(same_label_counts, start, chunk_size)
+  scores = chunk @ references.T
+  if metric == 'euclidean':
+    # -|q - x|^2 up to the per-query constant -|q|^2, which cannot change a
+    # query's ranking.
+    squared_norms = jnp.sum(references * references, axis=-1)
+    scores = 2.0 * scores - squared_norms[None, :]
+  if exclude_self:
+    rows = jnp.arange(chunk_size)
+    # Padding rows point past the last reference; 'drop' ignores them.
+    scores = scores.at[rows, start + rows].set(-jnp.inf, mode='drop')
+  _, neighbours = jax.lax.top_k(scores, k)
+  relevant = reference_codes[neighbours] == codes[:, None]  # [chunk, k]
+  hits = jnp.stack(
+    [jnp.any(relevant[:, :cutoff], axis=1) for cutoff in ks], axis=1
+  )
+  ranks = jnp.arange(1, k + 1)
+  relevant_within_r = relevant & (ranks[None, :] <= r[:, None])
+  safe_r = jnp.maximum(r, 1).astype(scores.dtype)
+  r_precision = jnp.sum(relevant_within_r, axis=1) / safe_r
+  precision_at_rank = jnp.cumsum(relevant, axis=1) / ranks[None, :]
+  map_at_r = (
+    jnp.sum(jnp.where(relevant_within_r, precision_at_rank, 0.0), axis=1)
+    / safe_r
+  )
+  return hits, r_precision, map_at_r
+
+
+def kmeans_nmi(
+  embeddings: Any, labels: Any, *, metric: str = 'cosine', seed: int = 0
+) -> float:
+  """NMI between the labels and a k-means clustering of the embeddings.
+
+  Runs scikit-learn ``KMeans(n_clusters=<number of distinct labels>,
+  n_init=KMEANS_N_INIT, random_state=seed)`` and scores its assignment with
+  ``sklearn.metrics.normalized_mutual_info_score`` (arithmetic-mean
+  normalisation). With ``metric='cosine'`` the embeddings are L2-normalised
+  first, so the clustering sees the geometry the retrieval metrics rank by.
+
+  Args:
+    embeddings: ``[n, dim]`` floating embeddings.
+    labels: ``[n]`` integer class ids.
+    metric: ``'cosine'`` or ``'euclidean'``.
+    seed: the k-means random state.
+
+  Returns:
+    NMI in ``[0, 1]``, as a Python float.
+
+  Raises:
+    ValueError: on wrong ranks, mismatched lengths, empty inputs or an
+      unknown `metric`.
+    TypeError: on non-floating `embeddings` or non-integer `labels`.
+  """
+  _check_embeddings_and_labels(embeddings, labels, 'embeddings', 'labels')
+  _checks.check_choice(metric, 'metric', _METRICS)
+  x = np.asarray(embeddings)
+  x = x.astype(np.promote_types(x.dtype, np.float32), copy=False)
+  if metric == 'cosine':
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = x / np.maximum(norms, _NORM_FLOOR).astype(x.dtype)
+  labels = np.asarray(labels)
+  num_clusters = len(np.unique(labels))
+  assignment = cluster.KMeans(
+    n_clusters=num_clusters, n_init=KMEANS_N_INIT, random_state=seed
+  ).fit_predict(x)
+  return float(sklearn_metrics.normalized_mutual_info_score(labels, assignment))
+
+
+def retrieval_metrics(
+  embeddings: Any,
+  labels: Any,
+  *,
+  ks: Sequence[int] = (1, 2, 4, 8),
+  metric: str = 'cosine',
+  reference_embeddings: Any = None,
+  reference_labels: Any = None,
+  chunk_size: int = 1024,
+  with_nmi: bool = True,
+  seed: int = 0,
+) -> dict[str, float]:
+  r"""Recall@K, precision@1, R-precision, MAP@R and NMI of embeddings.
+
+  For an included query (see the module docstring) with R same-label
+  references, let :math:`\mathrm{rel}(i) \in \{0, 1\}` say whether its i-th
+  nearest reference shares its label, and
+  :math:`P(i) = \frac{1}{i}\sum_{j \le i} \mathrm{rel}(j)`:
+
+  * ``recall@K`` = 1 if any of the K nearest references shares the label,
+    else 0 (the deep metric learning Recall@K of Oh Song et al., CVPR 2016,
+    not the information-retrieval recall). K larger than the number of
+    references available is capped to it.
+  * ``precision@1`` = rel(1) (equal to ``recall@1``; reported under both
+    names as the two literatures do).
+  * ``r_precision`` = :math:`\frac{1}{R}\sum_{i \le R} \mathrm{rel}(i)`.
+  * ``map@r`` = :math:`\frac{1}{R}\sum_{i \le R} P(i)\,\mathrm{rel}(i)`
+    (Musgrave et al. 2020).
+
+  Each is averaged over the included queries; they are NaN when no query is
+  included (every label occurs once). ``nmi`` is `kmeans_nmi` of the query
+  embeddings and labels (all queries, lone labels included).
+
+  Args:
+    embeddings: ``[n, dim]`` floating query embeddings.
+    labels: ``[n]`` integer query labels.
+    ks: the K of Recall@K, each a positive int.
+    metric: ``'cosine'`` (rank by cosine similarity) or ``'euclidean'``
+      (rank by Euclidean distance).
+    reference_embeddings: optional ``[m, dim]`` floating reference
+      embeddings; defaults to the queries, with self-matches excluded.
+    reference_labels: ``[m]`` integer reference labels; required exactly
+      when `reference_embeddings` is given.
+    chunk_size: queries per score block; memory is
+      ``O(chunk_size * m)``.
+    with_nmi: whether to run k-means and report ``'nmi'``.
+    seed: the k-means random state.
+
+  Returns:
+    ``{'recall@K' for K in ks, 'precision@1', 'r_precision', 'map@r'}``
+    plus ``'nmi'`` when `with_nmi`, as Python floats in ``[0, 1]``.
+
+  Raises:
+    ValueError: on wrong ranks or lengths, a non-positive K or
+      `chunk_size`, an unknown `metric`, only one of the reference
+      arguments, or no reference left to retrieve.
+    TypeError: on non-floating embeddings, non-integer labels or non-int
+      `ks` / `chunk_size`.
+  """
+  _check_embeddings_and_labels(embeddings, labels, 'embeddings', 'labels')
+  ks = _check_ks(ks)
+  _checks.check_choice(metric, 'metric', _METRICS)
+  _check_positive_int(chunk_size, 'chunk_size')
+  if (reference_embeddings is None) != (reference_labels is None):
+    raise ValueError(
+      '`reference_embeddings` and `reference_labels` must be given '
+      'together, received only '
+      + (
+        '`reference_embeddings`'
+        if reference_labels is None
+        else '`reference_labels`'
+      )
+    )
+  exclude_self = reference_embeddings is None
+  if exclude_self:
+    reference_embeddings, reference_labels = embeddings, labels
+  else:
+    _check_embeddings_and_labels(
+      reference_embeddings,
+      reference_labels,
+      'reference_embeddings',
+      'reference_labels',
+    )
+    _checks.check_dim(
+      np.shape(reference_embeddings)[1],
+      np.shape(embeddings)[1],
+      'reference_embeddings',
+      1,
+      'dim of `embeddings`',
+    )
+
+  num_queries = np.shape(labels)[0]
+  num_references = np.shape(reference_labels)[0]
+  available = num_references - int(exclude_self)
+  if available < 1:
+    raise ValueError(
+      '`embeddings` must hold at least 2 rows when the queries are their '
+      f'own references (one is excluded as the self-match), received '
+      f'{num_queries}'
+    )
+
+  # Codes 0..U-1 shared by queries and references: comparisons stay exact
+  # whatever the label dtype (JAX would truncate int64 without x64).
+  query_labels = np.asarray(labels)
+  uniques, codes = np.unique(
+    np.concatenate([query_labels, np.asarray(reference_labels)]),
+    return_inverse=True,
+  )
+  query_codes, reference_codes = codes[:num_queries], codes[num_queries:]
+  r = _same_label_counts(
+    query_codes, reference_codes, len(uniques), exclude_self
+  )
+  included = r > 0
+  k = min(max(max(ks), int(r.max())), available)
+
+  dtype = jax.dtypes.canonicalize_dtype(
+    np.promote_types(
+      np.result_type(np.asarray(embeddings), np.asarray(reference_embeddings)),
+      np.float32,
+    )
+  )
+  queries = jnp.asarray(embeddings, dtype)
+  references = (
+    queries if exclude_self else jnp.asarray(reference_embeddings, dtype)
+  )
+  if metric == 'cosine':
+    queries = _l2_normalize(queries)
+    references = queries if exclude_self else _l2_normalize(references)
+  # One chunk shape for every chunk (the last one padded) compiles once;
+  # small query sets are not padded up to the default chunk size.
+  chunk_size = min(chunk_size, num_queries)
+  padding = -num_queries % chunk_size
+  queries = jnp.pad(queries, ((0, padding), (0, 0)))
+  padded_codes = jnp.asarray(np.pad(query_codes, (0, padding)), jnp.int32)
+  padded_r = jnp.asarray(np.pad(r, (0, padding)), jnp.int32)
+  reference_codes = jnp.asarray(reference_codes, jnp.int32)
+
+  hits, r_precision, map_at_r = [], [], []
+  for start in range(0, num_queries + padding, chunk_size):
+    chunk = _chunk_metrics(
+      queries,
+      padded_codes,
+      padded_r,
+      references,
+      reference_codes,
+      jnp.asarray(start, jnp.int32),
+      chunk_size=chunk_size,
+      k=k,
+      # The last column is precision@1, whatever `ks` holds.
+      ks=tuple(min(cutoff, k) for cutoff in ks) + (1,),
+      metric=metric,
+      exclude_self=exclude_self,
+    )
+    for results, value in zip(
+      (hits, r_precision, map_at_r), chunk, strict=True
+    ):
+      results.append(np.asarray(value))
+  hits = np.concatenate(hits)[:num_queries][included]
+  r_precision = np.concatenate(r_precision)[:num_queries][included]
+  map_at_r = np.concatenate(map_at_r)[:num_queries][included]
+
+  def mean(values: np.ndarray) -> float:
+    return float(np.mean(values, dtype=np.float64)) if len(values) else np.nan
+
+  result = {f'recall@{cutoff}': mean(hits[:, i]) for i, cutoff in enumerate(ks)}
+  result['precision@1'] = mean(hits[:, -1])
+  result['r_precision'] = mean(r_precision)
+  result['map@r'] = mean(map_at_r)
+  if with_nmi:
+    result['nmi'] = kmeans_nmi(embeddings, labels, metric=metric, seed=seed)
+  return result
