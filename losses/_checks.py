@@ -39,7 +39,7 @@ def check_rank(x: Any, rank: int, name: str, layout: str) -> None:
   shape = jnp.shape(x)
   if len(shape) != rank:
     raise ValueError(
-        f'`{name}` must have rank {rank} ({layout}), received shape {shape}'
+      f'`{name}` must have rank {rank} ({layout}), received shape {shape}'
     )
 
 
@@ -48,7 +48,7 @@ def check_floating(x: Any, name: str) -> None:
   dtype = jnp.result_type(x)
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(
-        f'`{name}` must have a floating dtype, received dtype {dtype}'
+      f'`{name}` must have a floating dtype, received dtype {dtype}'
     )
 
 
@@ -57,29 +57,27 @@ def check_integer(x: Any, name: str) -> None:
   dtype = jnp.result_type(x)
   if not jnp.issubdtype(dtype, jnp.integer):
     raise TypeError(
-        f'`{name}` must hold integer class ids, received dtype {dtype}'
+      f'`{name}` must hold integer class ids, received dtype {dtype}'
     )
 
 
 def check_dim(
-    actual: int, expected: int, name: str, axis: int, what: str
+  actual: int, expected: int, name: str, axis: int, what: str
 ) -> None:
   """Raises ValueError when `name`'s size along `axis` differs."""
   if actual != expected:
     raise ValueError(
-        f'`{name}` must have size {expected} along axis {axis} ({what}), '
-        f'received {actual}'
+      f'`{name}` must have size {expected} along axis {axis} ({what}), '
+      f'received {actual}'
     )
 
 
-def check_same_shape(
-    x: Any, y: Any, x_name: str, y_name: str
-) -> None:
+def check_same_shape(x: Any, y: Any, x_name: str, y_name: str) -> None:
   """Raises ValueError unless `x` and `y` have equal shapes."""
   if jnp.shape(x) != jnp.shape(y):
     raise ValueError(
-        f'`{x_name}` and `{y_name}` must have the same shape, received '
-        f'{jnp.shape(x)} and {jnp.shape(y)}'
+      f'`{x_name}` and `{y_name}` must have the same shape, received '
+      f'{jnp.shape(x)} and {jnp.shape(y)}'
     )
 
 
@@ -98,13 +96,13 @@ def check_non_negative(value: Any, name: str) -> None:
 
 
 def check_in_range(
-    value: Any,
-    name: str,
-    low: float,
-    high: float,
-    *,
-    low_inclusive: bool = True,
-    high_inclusive: bool = True,
+  value: Any,
+  name: str,
+  low: float,
+  high: float,
+  *,
+  low_inclusive: bool = True,
+  high_inclusive: bool = True,
 ) -> None:
   """Raises ValueError unless `value` lies in the interval (when concrete)."""
   concrete = _scalar(value, name)
@@ -116,7 +114,7 @@ def check_in_range(
     left = '[' if low_inclusive else '('
     right = ']' if high_inclusive else ')'
     raise ValueError(
-        f'`{name}` must lie in {left}{low}, {high}{right}, received {concrete}'
+      f'`{name}` must lie in {left}{low}, {high}{right}, received {concrete}'
     )
 
 
@@ -124,7 +122,7 @@ def check_choice(value: str, name: str, choices: Sequence[str]) -> None:
   """Raises ValueError unless `value` is one of `choices`."""
   if value not in choices:
     raise ValueError(
-        f'`{name}` must be one of {sorted(choices)}, received {value!r}'
+      f'`{name}` must be one of {sorted(choices)}, received {value!r}'
     )
 
 
@@ -133,15 +131,14 @@ def check_block_size(block_size: int | None) -> None:
   if block_size is None:
     return
   if isinstance(block_size, bool) or not isinstance(
-      block_size, (int, np.integer)
+    block_size, (int, np.integer)
   ):
     raise TypeError(
-        f'`block_size` must be None or a positive int, received '
-        f'{block_size!r}'
+      f'`block_size` must be None or a positive int, received {block_size!r}'
     )
   if block_size <= 0:
     raise ValueError(
-        f'`block_size` must be None or a positive int, received {block_size}'
+      f'`block_size` must be None or a positive int, received {block_size}'
     )
 
 
@@ -160,3 +157,76 @@ def _scalar(value: Any, name: str) -> float | None:
     return _concrete(value)
   except ValueError as error:
     raise ValueError(f'`{name}`: {error}') from None
+
+
+def check_all_positive(x: Any, name: str) -> None:
+  """Raises ValueError unless every entry of `x` is > 0 (when concrete).
+
+  Unlike `check_positive` this accepts an array of any shape (e.g. a
+  per-class scale); a traced array cannot be checked and is let through.
+  """
+  if isinstance(x, jax.core.Tracer):
+    return
+  try:
+    array = np.asarray(x, dtype=np.float64)
+  except Exception:  # pylint: disable=broad-except
+    return
+  if array.size and not np.all(array > 0):
+    index = tuple(int(i) for i in np.argwhere(~(array > 0))[0])
+    raise ValueError(
+      f'`{name}` must be > 0 everywhere, received {array[index]} at index '
+      f'{index} (shape {array.shape})'
+    )
+
+
+def check_positive_int(value: Any, name: str) -> None:
+  """Raises unless `value` is a Python (or NumPy) int >= 1.
+
+  For static sizes such as ``num_classes``, which fix output shapes and so
+  cannot be traced.
+  """
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise TypeError(
+      f'`{name}` must be a static positive int, received {value!r}'
+    )
+  if value < 1:
+    raise ValueError(f'`{name}` must be >= 1, received {value}')
+
+
+def check_class_inputs(
+  embeddings: Any,
+  class_rows: Any,
+  labels: Any,
+  rows_name: str,
+  rows_layout: str = '[num_classes, dim]',
+) -> None:
+  """Validates ``[batch, dim]`` features, per-class rows and ``[batch]`` ids.
+
+  Args:
+    embeddings: expected ``[batch, dim]`` floating.
+    class_rows: expected ``[num_classes, dim]`` floating (class weights,
+      centres or mean directions).
+    labels: expected ``[batch]`` integer class ids.
+    rows_name: the name of `class_rows`, for the messages.
+    rows_layout: the expected layout of `class_rows`, for the messages.
+  """
+  check_rank(embeddings, 2, 'embeddings', '[batch, dim]')
+  check_floating(embeddings, 'embeddings')
+  check_rank(class_rows, 2, rows_name, rows_layout)
+  check_floating(class_rows, rows_name)
+  check_dim(
+    jnp.shape(class_rows)[1],
+    jnp.shape(embeddings)[1],
+    rows_name,
+    1,
+    'dim of `embeddings`',
+  )
+  check_rank(labels, 1, 'labels', '[batch]')
+  check_integer(labels, 'labels')
+  check_dim(
+    jnp.shape(labels)[0],
+    jnp.shape(embeddings)[0],
+    'labels',
+    0,
+    'batch of `embeddings`',
+  )
