@@ -1,0 +1,199 @@
+"""Turning decoded uint8 images into a float32 batch, with augmentation.
+
+Randomness comes in as uniform draws in [0, 1), one row per image, that the
+caller takes from the global batch's stream (seed, step) and slices to this
+process's rows. Each image's augmentation is therefore a function of
+(seed, step, global row) alone: independent of the process count, of the
+other rows and of the thread that builds the batch.
+
+Kinds (``DataSetSpec.augmentation``):
+
+* ``'none'``: digits, MNIST-like sets (a flipped digit is another digit).
+* ``'crop_flip'``: CIFAR-like: zero-pad 4 pixels, random crop back to the
+  original size, horizontal flip with probability 1/2. Vectorised over the
+  batch with one gather.
+* ``'inception_crop'``: large images of any size: training draws a random
+  crop of 8%..100% of the area and aspect ratio in [3/4, 4/3] (up to 10
+  tries, else the central crop of the whole image), resized to
+  ``image_size``, flipped with probability 1/2; evaluation (and training
+  without augmentation) resizes the central 87.5% square, the classic
+  resize-to-256 / center-crop-224 ratio. Crop and resize are one PIL
+  ``resize(box=...)`` call per image; the flip is vectorised.
+
+Output values are ``pixel / max_pixel_value`` in [0, 1].
+"""
+
+import math
+
+import numpy as np
+
+KINDS = ('none', 'crop_flip', 'inception_crop')
+CROP_PADDING = 4
+CENTER_CROP_FRACTION = 0.875
+_MIN_AREA, _MAX_AREA = 0.08, 1.0
+_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
+_CROP_ATTEMPTS = 10
+
+
+def num_draws(kind: str) -> int:
+  """How many uniforms one image of `kind` consumes."""
+  if kind == 'crop_flip':
+    return 3  # dy, dx, flip.
+  if kind == 'inception_crop':
+    return 4 * _CROP_ATTEMPTS + 1  # (area, ratio, x, y) per try, flip.
+  return 0
+
+
+def _resize(
+  image: np.ndarray,
+  size: tuple[int, int],
+  box: tuple[float, float, float, float] | None = None,
+) -> np.ndarray:
+  """Bilinear resize of the `box` region (x0, y0, x1, y1) of `image`.
+
+  Args:
+    image: uint8 ``[H, W, C]``, C in {1, 3}.
+    size: output ``(height, width)``.
+    box: the source region in pixels; None is the whole image.
+
+  Returns:
+    uint8 ``[height, width, C]``.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  channels = image.shape[-1]
+  pil = Image.fromarray(image[..., 0] if channels == 1 else image)
+  resized = pil.resize((size[1], size[0]), Image.Resampling.BILINEAR, box=box)
+  return np.asarray(resized, dtype=np.uint8).reshape(size[0], size[1], channels)
+
+
+def _random_crop_box(
+  height: int, width: int, draws: np.ndarray
+) -> tuple[float, float, float, float]:
+  """The first of the candidate crops that fits, else the central one.
+
+  Args:
+    height: image height.
+    width: image width.
+    draws: ``[4 * attempts]`` uniforms (area, log-ratio, x, y per try).
+
+  Returns:
+    ``(x0, y0, x1, y1)`` in pixels.
+  """
+  draws = draws.reshape(_CROP_ATTEMPTS, 4)
+  area = height * width * (_MIN_AREA + (_MAX_AREA - _MIN_AREA) * draws[:, 0])
+  ratio = np.exp(_LOG_RATIO[0] + (_LOG_RATIO[1] - _LOG_RATIO[0]) * draws[:, 1])
+  crop_w = np.sqrt(area * ratio)
+  crop_h = np.sqrt(area / ratio)
+  fits = np.flatnonzero((crop_w <= width) & (crop_h <= height))
+  if fits.size:
+    i = fits[0]
+    x0 = draws[i, 2] * (width - crop_w[i])
+    y0 = draws[i, 3] * (height - crop_h[i])
+    return (x0, y0, x0 + crop_w[i], y0 + crop_h[i])
+  # Fallback: the whole image cropped to the nearest allowed aspect ratio.
+  ratio = min(max(width / height, 3 / 4), 4 / 3)
+  crop_w, crop_h = min(width, height * ratio), min(height, width / ratio)
+  x0, y0 = (width - crop_w) / 2, (height - crop_h) / 2
+  return (x0, y0, x0 + crop_w, y0 + crop_h)
+
+
+def _center_crop_box(
+  height: int, width: int
+) -> tuple[float, float, float, float]:
+  """The central square of side 87.5% of the shorter side."""
+  side = CENTER_CROP_FRACTION * min(height, width)
+  x0, y0 = (width - side) / 2, (height - side) / 2
+  return (x0, y0, x0 + side, y0 + side)
+
+
+def _flip(batch: np.ndarray, flips: np.ndarray) -> np.ndarray:
+  """Mirrors the rows of `batch` ``[b, H, W, C]`` where `flips` ``[b]``."""
+  return np.where(flips[:, None, None, None], batch[:, :, ::-1], batch)
+
+
+def _pad_crop(batch: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+  """Zero-pads `batch` ``[b, H, W, C]`` and crops each image at (dy, dx)."""
+  b, height, width, _ = batch.shape
+  pad = CROP_PADDING
+  padded = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  rows = dy[:, None] + np.arange(height)[None, :]  # [b, H]
+  cols = dx[:, None] + np.arange(width)[None, :]  # [b, W]
+  return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def make_batch(
+  images: list[np.ndarray],
+  *,
+  kind: str,
+  out_shape: tuple[int, int, int],
+  max_pixel_value: int,
+  draws: np.ndarray | None,
+) -> np.ndarray:
+  """Builds the float32 batch from decoded images.
+
+  Args:
+    images: ``b`` uint8 arrays ``[H_i, W_i, C]`` (sizes may differ for
+      ``'inception_crop'``; otherwise they are resized when they differ from
+      `out_shape`).
+    kind: one of `KINDS`.
+    out_shape: ``(H, W, C)`` of each output image.
+    max_pixel_value: stored value of white (255; 16 for the digits).
+    draws: ``[b, num_draws(kind)]`` uniforms in [0, 1) to augment, or None
+      for the deterministic (evaluation) transform.
+
+  Returns:
+    float32 ``[b, H, W, C]`` in [0, 1].
+
+  Raises:
+    ValueError: for an unknown kind or draws of the wrong shape.
+  """
+  if kind not in KINDS:
+    raise ValueError(f'kind must be one of {KINDS}, received {kind!r}')
+  height, width, channels = out_shape
+  if not images:
+    return np.zeros((0, height, width, channels), np.float32)
+  if draws is not None and kind != 'none':
+    expected = (len(images), num_draws(kind))
+    if draws.shape != expected:
+      raise ValueError(
+        f'draws must have shape {expected}, received {draws.shape}'
+      )
+  if kind == 'inception_crop':
+    boxes = [
+      _random_crop_box(image.shape[0], image.shape[1], row[:-1])
+      if draws is not None
+      else _center_crop_box(image.shape[0], image.shape[1])
+      for image, row in zip(
+        images,
+        draws if draws is not None else [None] * len(images),
+        strict=True,
+      )
+    ]
+    batch = np.stack(
+      [
+        _resize(image, (height, width), box)
+        for image, box in zip(images, boxes, strict=True)
+      ]
+    )
+    if draws is not None:
+      batch = _flip(batch, draws[:, -1] < 0.5)
+  else:
+    batch = np.stack(
+      [
+        image
+        if image.shape[:2] == (height, width)
+        else _resize(image, (height, width))
+        for image in images
+      ]
+    )
+    if kind == 'crop_flip' and draws is not None:
+      offsets = np.floor(draws[:, :2] * (2 * CROP_PADDING + 1)).astype(int)
+      batch = _pad_crop(batch, offsets[:, 0], offsets[:, 1])
+      batch = _flip(batch, draws[:, 2] < 0.5)
+  if batch.shape[1:] != out_shape:
+    raise ValueError(
+      f'images must have {channels} channel(s) to give {out_shape}, '
+      f'received a batch of shape {batch.shape}'
+    )
+  return batch.astype(np.float32) / np.float32(max_pixel_value)

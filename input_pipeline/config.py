@@ -1,0 +1,48 @@
+"""The input section of a training config, with its defaults."""
+
+import ml_collections
+
+
+def default_input_config() -> ml_collections.ConfigDict:
+  """Every field `input_pipeline.create_dataset` reads, with its default.
+
+  Returns:
+    A ConfigDict meant to be ``config.input`` of a training config.
+  """
+  config = ml_collections.ConfigDict()
+  # digits, digits_multilabel (embedded, offline); mnist, fashion_mnist,
+  # cifar10, cifar100, caltech_birds2011, cars196, stanford_online_products,
+  # coco (TFDS catalog: prepare first with `python -m input_pipeline.prepare
+  # --dataset=NAME --data_dir=DIR`, which downloads); image_folder.
+  config.name = 'digits'
+  # TFDS data dir. None: $TFDS_DATA_DIR, else ~/tensorflow_datasets. The
+  # embedded sets and image folders are prepared here on first use.
+  config.data_dir = ml_collections.config_dict.placeholder(str)
+  # Catalog sets only: download and prepare a missing set instead of failing
+  # with the command that prepares it.
+  config.download = False
+  # Global batch size (all processes together); a multiple of the process
+  # count.
+  config.batch_size = 64
+  # 'random': a fresh permutation per epoch, remainder dropped.
+  # 'class_balanced': each batch is P = batch_size // samples_per_class
+  # classes x samples_per_class examples (for pair-wise losses).
+  config.sampler = 'random'
+  config.samples_per_class = 4  # m, for 'class_balanced'.
+  # Training augmentation: CIFAR-like sets pad-4 crop + flip, large-image sets
+  # random resized crop + flip, digits/MNIST-like sets none.
+  config.augment = False
+  # Retrieval protocol: train on the first half of the classes, test on the
+  # rest, labels re-based (CUB/Cars: all images of those classes; SOP: its
+  # own class-disjoint splits).
+  config.class_disjoint = False
+  # Output side for images: required shape for sets whose images differ in
+  # size (CUB, Cars, SOP, COCO; None means 224); resizes fixed-size sets
+  # when set; image folders are stored at this size.
+  config.image_size = ml_collections.config_dict.placeholder(int)
+  # For name='image_folder': ROOT with ROOT/train/<class>/*.png|jpg|jpeg and
+  # ROOT/test/<class>/*.
+  config.image_folder = ml_collections.config_dict.placeholder(str)
+  config.num_threads = 2  # grain threads building batches ahead.
+  config.prefetch = 4  # Batches grain keeps ready.
+  return config

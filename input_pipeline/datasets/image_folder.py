@@ -1,0 +1,293 @@
+"""The user's own images, prepared once into array_record by a TFDS builder.
+
+Expected layout (file names and class folder names are free; only the
+extensions .png, .jpg and .jpeg count, in any letter case; other files are
+skipped with a warning)::
+
+  ROOT/train/<class>/*.png|jpg|jpeg
+  ROOT/test/<class>/*.png|jpg|jpeg
+
+Class names are the sorted union of the class folder names of both splits,
+and class ids are their positions in that list. Images are decoded with PIL;
+grey images (modes 1, L, I, I;16, F) stay one-channel when every image of the
+folder is grey, anything else is converted to RGB. With ``image_size`` every
+image is resized (bilinear, aspect ratio not kept) to
+``image_size x image_size``; without it all images must share one size.
+
+The prepared copy lives in
+``DATA_DIR/user_image_folder/<folder name>_<fingerprint>/1.0.0``. The
+fingerprint hashes every image's relative path, size and modification time
+and the image size, so editing the folder leads to a fresh preparation
+instead of stale data; an unchanged folder is prepared only once. Stored
+images are raw uint8 tensors: fast to read, ``H * W * C`` bytes each on disk.
+"""
+
+import dataclasses
+import hashlib
+import os
+import re
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+BUILDER_NAME = 'user_image_folder'
+SPLITS = ('train', 'test')
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
+_GREY_MODES = ('1', 'L', 'I', 'I;16', 'F')
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderListing:
+  """The images of a folder, without opening any of them.
+
+  Attributes:
+    root: the absolute folder path.
+    class_names: sorted class folder names of both splits.
+    files: per split, ``(path, class id)`` pairs sorted by class then name.
+    fingerprint: a hex digest of the files' relative paths, sizes and
+      modification times.
+  """
+
+  root: str
+  class_names: tuple[str, ...]
+  files: dict[str, tuple[tuple[str, int], ...]]
+  fingerprint: str
+
+
+def list_folder(root: str) -> FolderListing:
+  """Lists ROOT/{train,test}/<class>/ images and fingerprints them.
+
+  Args:
+    root: the folder holding ``train/`` and ``test/``.
+
+  Returns:
+    The listing.
+
+  Raises:
+    ValueError: when `root`, ``root/train`` or ``root/test`` is missing, or
+      a split holds no image.
+  """
+  root = os.path.abspath(os.path.expanduser(root))
+  if not os.path.isdir(root):
+    raise ValueError(
+      f'image_folder must be a directory holding train/ and test/, '
+      f'received {root!r}, which is not a directory'
+    )
+  classes_per_split = {}
+  for split in SPLITS:
+    split_dir = os.path.join(root, split)
+    if not os.path.isdir(split_dir):
+      raise ValueError(
+        f'image_folder {root!r} must hold a {split}/ directory with one '
+        f'sub-directory per class; {split_dir!r} does not exist'
+      )
+    classes_per_split[split] = sorted(
+      entry.name
+      for entry in os.scandir(split_dir)
+      if entry.is_dir() and not entry.name.startswith('.')
+    )
+  class_names = tuple(sorted(set().union(*classes_per_split.values())))
+  class_ids = {name: index for index, name in enumerate(class_names)}
+  files, digest, skipped = {}, hashlib.sha256(), 0
+  for split in SPLITS:
+    split_files = []
+    for class_name in classes_per_split[split]:
+      class_dir = os.path.join(root, split, class_name)
+      for entry in sorted(os.scandir(class_dir), key=lambda e: e.name):
+        if not entry.is_file() or entry.name.startswith('.'):
+          continue
+        if not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+          skipped += 1
+          continue
+        stat = entry.stat()
+        relative = os.path.relpath(entry.path, root)
+        digest.update(
+          f'{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n'.encode()
+        )
+        split_files.append((entry.path, class_ids[class_name]))
+    if not split_files:
+      raise ValueError(
+        f'image_folder {root!r}: {split}/ holds no {"/".join(IMAGE_EXTENSIONS)}'
+        f' image in any class sub-directory'
+      )
+    files[split] = tuple(split_files)
+  if skipped:
+    logging.warning(
+      'image_folder %s: skipped %d files without an image extension %s.',
+      root,
+      skipped,
+      IMAGE_EXTENSIONS,
+    )
+  return FolderListing(
+    root=root,
+    class_names=class_names,
+    files=files,
+    fingerprint=digest.hexdigest(),
+  )
+
+
+def config_name(listing: FolderListing, image_size: int | None) -> str:
+  """The builder config name: the folder's name and a content hash."""
+  slug = re.sub(r'[^A-Za-z0-9]+', '_', os.path.basename(listing.root))
+  digest = hashlib.sha256(
+    f'{listing.fingerprint}\0{image_size}'.encode()
+  ).hexdigest()
+  return f'{slug.strip("_") or "folder"}_{digest[:16]}'
+
+
+def _open_image(path: str):
+  """PIL-opens `path`; any failure names the file."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  try:
+    image = Image.open(path)
+    image.load()
+  except Exception as error:  # PIL raises many types for bad files.
+    raise ValueError(
+      f'image_folder: cannot read image {path!r}: '
+      f'{type(error).__name__}: {error}'
+    ) from error
+  return image
+
+
+def _decoded(path: str, channels: int, image_size: int | None) -> np.ndarray:
+  """The image at `path` as uint8 ``[H, W, channels]``."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  image = _open_image(path)
+  image = image.convert('L' if channels == 1 else 'RGB')
+  if image_size is not None:
+    image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+  array = np.asarray(image, dtype=np.uint8)
+  return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+@dataclasses.dataclass(eq=False, repr=False)
+class ImageFolderConfig(tfds.core.BuilderConfig):
+  """One folder, one image size (a BuilderConfig so each gets its own dir).
+
+  Attributes:
+    listing: the folder's files and class names.
+    image_size: resize side, or None to keep the (common) original size.
+    image_shape: the stored ``(H, W, C)``.
+  """
+
+  listing: FolderListing | None = None
+  image_size: int | None = None
+  image_shape: tuple[int, int, int] = (0, 0, 0)
+
+  def __repr__(self) -> str:
+    # TFDS logs the config; the default repr would list every file.
+    return f'ImageFolderConfig({self.name!r}, image_shape={self.image_shape})'
+
+
+def make_config(root: str, image_size: int | None) -> ImageFolderConfig:
+  """Scans the folder and fixes the stored image shape.
+
+  Every image's header is read (not its pixels) to find the channel count
+  and, without `image_size`, to check that all sizes agree.
+
+  Args:
+    root: the folder holding ``train/`` and ``test/``.
+    image_size: resize side, or None.
+
+  Returns:
+    The builder config.
+
+  Raises:
+    ValueError: for a bad layout, an unreadable image (naming its path), a
+      non-positive image_size, or differing image sizes without image_size.
+  """
+  if image_size is not None and image_size <= 0:
+    raise ValueError(f'image_size must be positive, received {image_size}')
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  listing = list_folder(root)
+  all_grey, first_size, first_path = True, None, None
+  for split in SPLITS:
+    for path, _ in listing.files[split]:
+      try:
+        with Image.open(path) as image:
+          mode, size = image.mode, image.size
+      except Exception as error:  # PIL raises many types for bad files.
+        raise ValueError(
+          f'image_folder: cannot read image {path!r}: '
+          f'{type(error).__name__}: {error}'
+        ) from error
+      all_grey &= mode in _GREY_MODES
+      if first_size is None:
+        first_size, first_path = size, path
+      elif image_size is None and size != first_size:
+        raise ValueError(
+          f'image_folder: images differ in size ({first_path!r} is '
+          f'{first_size[0]}x{first_size[1]}, {path!r} is {size[0]}x'
+          f'{size[1]}); set config.input.image_size to resize them'
+        )
+  channels = 1 if all_grey else 3
+  if image_size is None:
+    image_shape = (first_size[1], first_size[0], channels)
+  else:
+    image_shape = (image_size, image_size, channels)
+  return ImageFolderConfig(
+    name=config_name(listing, image_size),
+    description=f'Images of {listing.root}',
+    listing=listing,
+    image_size=image_size,
+    image_shape=image_shape,
+  )
+
+
+class UserImageFolder(tfds.core.GeneratorBasedBuilder):
+  """A user's ``train/<class>/*`` + ``test/<class>/*`` image folder."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Raw uint8 images, class ids from folder names.'}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    config = self.builder_config
+    if not isinstance(config, ImageFolderConfig) or config.listing is None:
+      raise ValueError(
+        'UserImageFolder needs config=make_config(root, image_size)'
+      )
+    return tfds.core.DatasetInfo(
+      builder=self,
+      description=config.description,
+      features=tfds.features.FeaturesDict(
+        {
+          'image': tfds.features.Tensor(
+            shape=config.image_shape, dtype=np.uint8
+          ),
+          'label': tfds.features.ClassLabel(
+            names=list(config.listing.class_names)
+          ),
+          'path': tfds.features.Text(),
+        }
+      ),
+      supervised_keys=('image', 'label'),
+      # Keep the generation order, so records follow the documented order.
+      disable_shuffling=True,
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Local files only.
+    return {split: self._generate_examples(split) for split in SPLITS}
+
+  def _generate_examples(self, split):
+    config = self.builder_config
+    channels = config.image_shape[-1]
+    for index, (path, label) in enumerate(config.listing.files[split]):
+      image = _decoded(path, channels, config.image_size)
+      if image.shape != config.image_shape:
+        raise ValueError(
+          f'image_folder: {path!r} decodes to shape {image.shape}, '
+          f'expected {config.image_shape}; set config.input.image_size'
+        )
+      yield (
+        index,
+        {
+          'image': image,
+          'label': label,
+          'path': os.path.relpath(path, config.listing.root),
+        },
+      )

@@ -1,0 +1,57 @@
+r"""Prepares a data set as array_record so that training can read it.
+
+Catalog sets (mnist, fashion_mnist, cifar10, cifar100, caltech_birds2011,
+cars196, stanford_online_products, coco) are DOWNLOADED from their original
+hosts and converted; this needs network access and disk (COCO: ~25 GiB).
+Training never downloads unless config.input.download=True.
+
+  python -m input_pipeline.prepare --dataset=cifar10 --data_dir=~/tfds
+
+The embedded sets and image folders need no network (training prepares them
+on first use anyway):
+
+  python -m input_pipeline.prepare --dataset=digits --data_dir=/tmp/tfds
+  python -m input_pipeline.prepare --dataset=image_folder \
+      --image_folder=~/my_images --image_size=64 --data_dir=~/tfds
+
+Without --data_dir: $TFDS_DATA_DIR, else ~/tensorflow_datasets.
+"""
+
+from collections.abc import Sequence
+
+from absl import app, flags
+
+from input_pipeline import preparation
+from input_pipeline.datasets import catalog
+
+_DATASET = flags.DEFINE_enum(
+  'dataset', None, list(catalog.NAMES), 'The data set to prepare.'
+)
+_DATA_DIR = flags.DEFINE_string(
+  'data_dir',
+  None,
+  'TFDS data dir; default $TFDS_DATA_DIR, else ~/tensorflow_datasets.',
+)
+_IMAGE_FOLDER = flags.DEFINE_string(
+  'image_folder', None, 'For --dataset=image_folder: ROOT with train/, test/.'
+)
+_IMAGE_SIZE = flags.DEFINE_integer(
+  'image_size', None, 'For --dataset=image_folder: stored image side.'
+)
+flags.mark_flag_as_required('dataset')
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  path = preparation.prepare(
+    _DATASET.value,
+    _DATA_DIR.value,
+    image_folder_root=_IMAGE_FOLDER.value,
+    image_size=_IMAGE_SIZE.value,
+  )
+  print(f'{_DATASET.value} is prepared in {path}')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,142 @@
+"""Batch transforms against NumPy references written from the definitions."""
+
+import numpy as np
+import pytest
+
+from input_pipeline import augment
+
+
+def _reference_crop_flip(image, dy, dx, flip):
+  """Zero-pad 4, crop at (dy, dx), mirror: one image, plain loops."""
+  height, width, channels = image.shape
+  out = np.zeros_like(image)
+  for i in range(height):
+    for j in range(width):
+      src_i, src_j = i + dy - 4, j + dx - 4
+      if 0 <= src_i < height and 0 <= src_j < width:
+        out[i, j] = image[src_i, src_j]
+  return out[:, ::-1] if flip else out
+
+
+def test_crop_flip_matches_reference():
+  rng = np.random.default_rng(0)
+  images = list(rng.integers(0, 256, (6, 10, 9, 3), dtype=np.uint8))
+  draws = rng.random((6, 3))
+  # Include the extreme offsets 0 and 8 and both flip outcomes.
+  draws[0, :2], draws[1, :2] = 0.0, 0.9999
+  draws[:, 2] = [0.1, 0.9, 0.2, 0.7, 0.4, 0.6]
+  batch = augment.make_batch(
+    images,
+    kind='crop_flip',
+    out_shape=(10, 9, 3),
+    max_pixel_value=255,
+    draws=draws,
+  )
+  assert batch.dtype == np.float32 and batch.shape == (6, 10, 9, 3)
+  for row, image in enumerate(images):
+    dy, dx = np.floor(draws[row, :2] * 9).astype(int)
+    expected = _reference_crop_flip(image, dy, dx, draws[row, 2] < 0.5)
+    np.testing.assert_array_equal(batch[row], expected / np.float32(255))
+
+
+def test_without_draws_images_are_only_scaled():
+  rng = np.random.default_rng(1)
+  images = list(rng.integers(0, 17, (3, 8, 8, 1), dtype=np.uint8))
+  for kind in ('none', 'crop_flip'):
+    batch = augment.make_batch(
+      images,
+      kind=kind,
+      out_shape=(8, 8, 1),
+      max_pixel_value=16,
+      draws=None,
+    )
+    np.testing.assert_array_equal(batch, np.stack(images) / np.float32(16))
+
+
+def test_center_crop_of_a_large_image():
+  rng = np.random.default_rng(2)
+  image = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)
+  # 87.5% of the shorter side (16) is 14: a 14x14 box at (3, 1); resizing it
+  # to 14x14 is the identity.
+  batch = augment.make_batch(
+    [image],
+    kind='inception_crop',
+    out_shape=(14, 14, 3),
+    max_pixel_value=255,
+    draws=None,
+  )
+  np.testing.assert_array_equal(batch[0], image[1:15, 3:17] / np.float32(255))
+
+
+def test_inception_crop_handles_mixed_sizes_and_flips():
+  rng = np.random.default_rng(3)
+  # A horizontal ramp: a flip reverses it.
+  images = [
+    np.broadcast_to(
+      np.linspace(0, 255, w).astype(np.uint8)[None, :, None], (h, w, 3)
+    ).copy()
+    for h, w in [(30, 50), (7, 90), (64, 12), (5, 5)]
+  ]
+  draws = rng.random((4, augment.num_draws('inception_crop')))
+  draws[:, -1] = [0.1, 0.9, 0.1, 0.9]
+  batch = augment.make_batch(
+    images,
+    kind='inception_crop',
+    out_shape=(8, 8, 3),
+    max_pixel_value=255,
+    draws=draws,
+  )
+  assert batch.shape == (4, 8, 8, 3) and batch.dtype == np.float32
+  assert batch.min() >= 0 and batch.max() <= 1
+  for row in range(4):
+    ramp = batch[row, 0, :, 0]
+    if draws[row, -1] < 0.5:
+      assert ramp[0] >= ramp[-1]  # flipped: decreasing
+    else:
+      assert ramp[0] <= ramp[-1]
+
+
+def test_random_crop_box_constraints():
+  rng = np.random.default_rng(4)
+  for _ in range(200):
+    height, width = rng.integers(4, 300, 2)
+    x0, y0, x1, y1 = augment._random_crop_box(  # pylint: disable=protected-access
+      height, width, rng.random(40)
+    )
+    assert 0 <= x0 < x1 <= width + 1e-9 and 0 <= y0 < y1 <= height + 1e-9
+    ratio = (x1 - x0) / (y1 - y0)
+    assert 3 / 4 - 1e-9 <= ratio <= 4 / 3 + 1e-9
+    area = (x1 - x0) * (y1 - y0) / (height * width)
+    assert area <= 1 + 1e-9
+
+
+def test_random_crop_box_fallback_is_central():
+  # A 10x100 strip: no crop of the allowed aspect ratios covers >= 8% of it
+  # when every try asks for the whole area.
+  draws = np.tile([1.0, 0.5, 0.5, 0.5], 10)
+  box = augment._random_crop_box(10, 100, draws)  # pylint: disable=protected-access
+  np.testing.assert_allclose(box, (50 - 20 / 3, 0, 50 + 20 / 3, 10))
+
+
+def test_make_batch_errors():
+  image = np.zeros((4, 4, 3), np.uint8)
+  with pytest.raises(ValueError, match='kind must be one of'):
+    augment.make_batch(
+      [image],
+      kind='mixup',
+      out_shape=(4, 4, 3),
+      max_pixel_value=255,
+      draws=None,
+    )
+  with pytest.raises(ValueError, match=r'draws must have shape \(1, 3\)'):
+    augment.make_batch(
+      [image],
+      kind='crop_flip',
+      out_shape=(4, 4, 3),
+      max_pixel_value=255,
+      draws=np.zeros((1, 2)),
+    )
+  with pytest.raises(ValueError, match='channel'):
+    augment.make_batch(
+      [image], kind='none', out_shape=(4, 4, 1), max_pixel_value=255, draws=None
+    )

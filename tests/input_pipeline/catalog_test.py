@@ -1,0 +1,199 @@
+"""Catalog sets under `tfds.testing.mock_data`, and missing data errors.
+
+No test reads or downloads real catalog data: `mock_data` serves random
+records (random sizes for the large-image sets), and the "prepared" check
+is satisfied by a fake dataset_info.json (`conftest.mark_prepared`).
+"""
+
+import importlib.util
+import json
+import os
+import time
+from unittest import mock
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import input_pipeline
+from input_pipeline import preparation
+from tests.input_pipeline.conftest import make_config, mark_prepared
+
+# name: (num_classes, image_shape with image_size=12, multilabel)
+_EXPECTED = {
+  'mnist': (10, (28, 28, 1), False),
+  'fashion_mnist': (10, (28, 28, 1), False),
+  'cifar10': (10, (32, 32, 3), False),
+  'cifar100': (100, (32, 32, 3), False),
+  'caltech_birds2011': (200, (12, 12, 3), False),
+  'cars196': (196, (12, 12, 3), False),
+  'stanford_online_products': (22634, (12, 12, 3), False),
+  'coco': (80, (12, 12, 3), True),
+}
+_LARGE = ('caltech_birds2011', 'cars196', 'stanford_online_products', 'coco')
+
+
+def _create(config, process_index=0, process_count=1):
+  return input_pipeline.create_dataset(
+    config, seed=0, process_index=process_index, process_count=process_count
+  )
+
+
+@pytest.mark.parametrize('name', sorted(_EXPECTED))
+def test_catalog_set_under_mock_data(tmp_path, name):
+  if name == 'coco' and importlib.util.find_spec('tensorflow') is None:
+    pytest.skip("TFDS's coco builder needs TensorFlow for its metadata")
+  num_classes, image_shape, multilabel = _EXPECTED[name]
+  data_dir = str(tmp_path)
+  mark_prepared(name, data_dir)
+  config = make_config(
+    name=name,
+    data_dir=data_dir,
+    batch_size=4,
+    augment=True,
+    image_size=12 if name in _LARGE else None,
+  )
+  with tfds.testing.mock_data(num_examples=9):
+    dataset = _create(config)
+    info = dataset.info
+    assert info.num_classes == num_classes
+    assert info.image_shape == image_shape
+    assert info.multilabel == multilabel
+    assert info.num_train_examples == 9 and info.num_test_examples == 9
+    label_shape = (4, num_classes) if multilabel else (4,)
+    for step in (0, 3):
+      batch = dataset.train_batch(step)
+      assert batch['image'].shape == (4, *image_shape)
+      assert batch['image'].dtype == np.float32
+      assert 0 <= batch['image'].min() and batch['image'].max() <= 1
+      assert batch['label'].shape == label_shape
+      assert batch['label'].dtype == np.int32
+      assert batch['label'].min() >= 0
+      if multilabel:
+        assert batch['label'].max() <= 1
+      else:
+        assert batch['label'].max() < num_classes
+    masks = [b['mask'] for b in dataset.eval_batches('test', 5)]
+    assert [m.sum() for m in masks] == [5, 4]
+    # Augmentation draws are per global row: two processes agree with one.
+    halves = [_create(config, p, 2).train_batch(1) for p in range(2)]
+    np.testing.assert_array_equal(
+      np.concatenate([h['image'] for h in halves]),
+      dataset.train_batch(1)['image'],
+    )
+
+
+def test_coco_targets_are_multi_hot_of_the_objects(tmp_path):
+  if importlib.util.find_spec('tensorflow') is None:
+    pytest.skip("TFDS's coco builder needs TensorFlow for its metadata")
+  mark_prepared('coco', str(tmp_path))
+  config = make_config(
+    name='coco', data_dir=str(tmp_path), image_size=8, batch_size=2
+  )
+  with tfds.testing.mock_data(num_examples=6):
+    dataset = _create(config)
+    source = tfds.data_source('coco/2017', split='validation', download=False)
+    batch = next(dataset.eval_batches('test', 6))
+    for row in range(6):
+      expected = np.zeros(80, np.int32)
+      expected[np.asarray(source[row]['objects']['label'])] = 1
+      np.testing.assert_array_equal(batch['label'][row], expected)
+
+
+@pytest.mark.parametrize(
+  'name,train_classes,test_classes',
+  [('mnist', 5, 5), ('stanford_online_products', 11318, 11316)],
+)
+def test_class_disjoint_catalog_under_mock_data(
+  tmp_path, name, train_classes, test_classes
+):
+  # The labels are scanned from serialized records; mock_data serialises its
+  # random records with TensorFlow (real array_record data needs no TF).
+  if importlib.util.find_spec('tensorflow') is None:
+    pytest.skip('tfds.testing.mock_data serialises records with TensorFlow')
+  mark_prepared(name, str(tmp_path))
+  config = make_config(
+    name=name,
+    data_dir=str(tmp_path),
+    batch_size=2,
+    class_disjoint=True,
+    image_size=8,
+  )
+  with tfds.testing.mock_data(num_examples=40):
+    dataset = _create(config)
+    info = dataset.info
+    assert info.num_classes == train_classes
+    assert info.num_test_classes == test_classes
+    assert 0 < info.num_train_examples < 40
+    assert 0 < info.num_test_examples < 40
+    labels = np.concatenate(
+      [dataset.train_batch(s)['label'] for s in range(10)]
+    )
+    assert labels.min() >= 0 and labels.max() < train_classes
+    test = np.concatenate(
+      [b['label'][b['mask']] for b in dataset.eval_batches('test', 8)]
+    )
+    assert len(test) == info.num_test_examples
+    assert test.min() >= 0 and test.max() < test_classes
+
+
+def test_missing_catalog_set_fails_fast_with_the_prepare_command(tmp_path):
+  data_dir = str(tmp_path / 'empty')
+  config = make_config(name='mnist', data_dir=data_dir)
+  # The check must decide from the file system alone: any TFDS reader or
+  # download here would be a bug (and could hang on DNS retries).
+  forbidden = mock.Mock(side_effect=AssertionError('TFDS was called'))
+  start = time.perf_counter()
+  with (
+    mock.patch.object(tfds, 'data_source', forbidden),
+    mock.patch.object(
+      tfds.core.DatasetBuilder, 'download_and_prepare', forbidden
+    ),
+    pytest.raises(input_pipeline.DataNotPreparedError) as error,
+  ):
+    _create(config)
+  elapsed = time.perf_counter() - start
+  assert elapsed < 10.0
+  message = str(error.value)
+  assert "'mnist'" in message
+  assert data_dir in message
+  assert 'python -m input_pipeline.prepare --dataset=mnist' in message
+  assert f'--data_dir={data_dir}' in message
+  assert 'download' in message
+  forbidden.assert_not_called()
+  assert isinstance(error.value, FileNotFoundError)
+
+
+def test_tfrecord_copy_is_reported(tmp_path):
+  path = mark_prepared('cifar10', str(tmp_path))
+  with open(os.path.join(path, 'dataset_info.json'), 'w') as f:
+    json.dump({'fileFormat': 'tfrecord'}, f)
+  with pytest.raises(input_pipeline.DataNotPreparedError, match='tfrecord'):
+    _create(make_config(name='cifar10', data_dir=str(tmp_path)))
+
+
+def test_download_true_prepares_then_reads(tmp_path):
+  data_dir = str(tmp_path)
+  calls = []
+
+  def fake_download(name, directory):
+    calls.append((name, directory))
+    return mark_prepared(name, directory)
+
+  config = make_config(name='fashion_mnist', data_dir=data_dir, download=True)
+  with (
+    mock.patch.object(
+      preparation, 'download_and_prepare_catalog', fake_download
+    ),
+    tfds.testing.mock_data(num_examples=70),
+  ):
+    dataset = _create(config)
+  assert calls == [('fashion_mnist', data_dir)]
+  assert dataset.info.num_train_examples == 70
+
+
+def test_data_dir_defaults_to_env(tmp_path, monkeypatch):
+  monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path / 'from_env'))
+  with pytest.raises(input_pipeline.DataNotPreparedError) as error:
+    _create(make_config(name='cifar100'))
+  assert str(tmp_path / 'from_env') in str(error.value)
