@@ -9,6 +9,7 @@ resumes from the newest checkpoint.
 
 import functools
 import json
+import logging as logging_lib
 import os
 import time
 from typing import Any
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tensorflow_datasets as tfds
 from absl import app, flags, logging
 from clu import metric_writers, periodic_actions
 from ml_collections import config_flags
@@ -34,10 +36,10 @@ def _steps_per_epoch(dataset) -> int:
 
 
 def _build_model(config, objective, hparams, num_classes):
+  # Every field of config.model but the name is an attribute of the model.
+  attributes = {k: v for k, v in config.model.items() if k != 'name'}
   backbone = models.get_model(
-    config.model.name,
-    embedding_dim=config.model.embedding_dim,
-    bn_axis_name=steps_lib.AXIS_NAME,
+    config.model.name, bn_axis_name=steps_lib.AXIS_NAME, **attributes
   )
   return heads.EmbeddingModel(
     backbone=backbone, head=objective.make_head(num_classes, hparams)
@@ -224,7 +226,6 @@ def train_and_evaluate(
       if termination.is_set():
         guard.check(last_checkpoint)
         checkpointer.save(step, state)
-        checkpointer.close()
         logging.warning(
           'Stopped by SIGTERM after step %d; checkpoint saved in %s. '
           'Rerun the same command to resume.',
@@ -258,9 +259,10 @@ def train_and_evaluate(
           results = evaluate(state)
         writer.write_scalars(step, _scalars(results))
   finally:
+    # Also on errors: pending asynchronous saves of good steps complete.
     termination.uninstall()
     writer.flush()
-  checkpointer.close()
+    checkpointer.close()
 
   results = evaluate(state, final=True, workdir=workdir)
   results['step'] = int(state.step)
@@ -307,9 +309,23 @@ _WORKDIR = flags.DEFINE_string(
 )
 
 
+class _QuietLibraries(logging_lib.Filter):
+  """Drops the INFO chatter of orbax, tfds and grain (every save, restore
+  and file read); their warnings and errors still show."""
+
+  _NOISY = ('/orbax/', '/tensorflow_datasets/', '/grain/', '/array_record/')
+
+  def filter(self, record: logging_lib.LogRecord) -> bool:
+    if record.levelno >= logging_lib.WARNING:
+      return True
+    return not any(part in record.pathname for part in self._NOISY)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  tfds.disable_progress_bar()
   # Hide accelerators from TensorFlow (pulled in by clu's TensorBoard
   # writer): otherwise it may reserve GPU memory that JAX needs.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

@@ -22,6 +22,10 @@ from losses import _checks
 # Below this squared distance two points count as coincident: the distance is
 # 0 and its gradient is taken as 0 (the subgradient), not 1 / (2 sqrt(0)).
 _COINCIDENT = 1e-12
+# Per-row values that a `map_row_blocks` row function tags with
+# `jax.ad_checkpoint.checkpoint_name(value, ROW_RESIDUAL)` are stored for the
+# backward pass instead of being recomputed.
+ROW_RESIDUAL = 'pairwise_row_residual'
 # Norms are floored here so that zero vectors have finite cosines (= 0).
 _NORM_FLOOR = 1e-12
 
@@ -36,7 +40,7 @@ def _prepare(x: ArrayLike, y: ArrayLike | None, name_x: str, name_y: str):
   _checks.check_rank(y, 2, name_y, '[m, dim]')
   _checks.check_floating(y, name_y)
   _checks.check_dim(
-      jnp.shape(y)[1], jnp.shape(x)[1], name_y, 1, f'dim of `{name_x}`'
+    jnp.shape(y)[1], jnp.shape(x)[1], name_y, 1, f'dim of `{name_x}`'
   )
   dtype = _checks.compute_dtype(x, y)
   return jnp.asarray(x, dtype), jnp.asarray(y, dtype), False
@@ -54,10 +58,10 @@ def l2_normalize(x: ArrayLike, axis: int = -1) -> jax.Array:
 
 
 def pairwise_cosine_similarity(
-    x: ArrayLike,
-    y: ArrayLike | None = None,
-    *,
-    precision: jax.lax.PrecisionLike = None,
+  x: ArrayLike,
+  y: ArrayLike | None = None,
+  *,
+  precision: jax.lax.PrecisionLike = None,
 ) -> jax.Array:
   r"""Cosine similarity between every row of `x` and every row of `y`.
 
@@ -89,10 +93,10 @@ def pairwise_cosine_similarity(
 
 
 def pairwise_squared_distance(
-    x: ArrayLike,
-    y: ArrayLike | None = None,
-    *,
-    precision: jax.lax.PrecisionLike = None,
+  x: ArrayLike,
+  y: ArrayLike | None = None,
+  *,
+  precision: jax.lax.PrecisionLike = None,
 ) -> jax.Array:
   r"""Squared Euclidean distance between every row of `x` and of `y`.
 
@@ -126,10 +130,10 @@ def pairwise_squared_distance(
 
 
 def pairwise_distance(
-    x: ArrayLike,
-    y: ArrayLike | None = None,
-    *,
-    precision: jax.lax.PrecisionLike = None,
+  x: ArrayLike,
+  y: ArrayLike | None = None,
+  *,
+  precision: jax.lax.PrecisionLike = None,
 ) -> jax.Array:
   r"""Euclidean distance between every row of `x` and every row of `y`.
 
@@ -158,7 +162,7 @@ def pairwise_distance(
 
 
 def _squared_distance(
-    x: jax.Array, y: jax.Array, *, precision: jax.lax.PrecisionLike = None
+  x: jax.Array, y: jax.Array, *, precision: jax.lax.PrecisionLike = None
 ) -> jax.Array:
   """Clamped squared distances of already validated, same-dtype inputs."""
   x_sq = jnp.sum(x * x, axis=1)
@@ -182,11 +186,11 @@ def safe_sqrt(squared: ArrayLike) -> jax.Array:
 
 
 def resolve_reference(
-    embeddings: ArrayLike,
-    labels: ArrayLike,
-    reference_embeddings: ArrayLike | None,
-    reference_labels: ArrayLike | None,
-    anchor_indices: ArrayLike | None,
+  embeddings: ArrayLike,
+  labels: ArrayLike,
+  reference_embeddings: ArrayLike | None,
+  reference_labels: ArrayLike | None,
+  anchor_indices: ArrayLike | None,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
   """Validates a pairwise loss's inputs and fixes the anchor/reference roles.
 
@@ -219,10 +223,10 @@ def resolve_reference(
   _checks.check_dim(jnp.shape(labels)[0], batch, 'labels', 0, 'batch')
   if (reference_embeddings is None) != (reference_labels is None):
     raise ValueError(
-        '`reference_embeddings` and `reference_labels` must be given '
-        'together, received '
-        f'reference_embeddings={_describe(reference_embeddings)} and '
-        f'reference_labels={_describe(reference_labels)}'
+      '`reference_embeddings` and `reference_labels` must be given '
+      'together, received '
+      f'reference_embeddings={_describe(reference_embeddings)} and '
+      f'reference_labels={_describe(reference_labels)}'
     )
   if reference_embeddings is None:
     dtype = _checks.compute_dtype(embeddings)
@@ -232,24 +236,24 @@ def resolve_reference(
     default_indices = jnp.arange(batch)
   else:
     _checks.check_rank(
-        reference_embeddings, 2, 'reference_embeddings', '[num_reference, dim]'
+      reference_embeddings, 2, 'reference_embeddings', '[num_reference, dim]'
     )
     _checks.check_floating(reference_embeddings, 'reference_embeddings')
     _checks.check_dim(
-        jnp.shape(reference_embeddings)[1],
-        dim,
-        'reference_embeddings',
-        1,
-        'dim of `embeddings`',
+      jnp.shape(reference_embeddings)[1],
+      dim,
+      'reference_embeddings',
+      1,
+      'dim of `embeddings`',
     )
     _checks.check_rank(reference_labels, 1, 'reference_labels', '[num_ref]')
     _checks.check_integer(reference_labels, 'reference_labels')
     _checks.check_dim(
-        jnp.shape(reference_labels)[0],
-        jnp.shape(reference_embeddings)[0],
-        'reference_labels',
-        0,
-        'num_reference',
+      jnp.shape(reference_labels)[0],
+      jnp.shape(reference_embeddings)[0],
+      'reference_labels',
+      0,
+      'num_reference',
     )
     dtype = _checks.compute_dtype(embeddings, reference_embeddings)
     embeddings = jnp.asarray(embeddings, dtype)
@@ -262,14 +266,14 @@ def resolve_reference(
     _checks.check_rank(anchor_indices, 1, 'anchor_indices', '[batch]')
     _checks.check_integer(anchor_indices, 'anchor_indices')
     _checks.check_dim(
-        jnp.shape(anchor_indices)[0], batch, 'anchor_indices', 0, 'batch'
+      jnp.shape(anchor_indices)[0], batch, 'anchor_indices', 0, 'batch'
     )
   return (
-      embeddings,
-      jnp.asarray(labels),
-      reference_embeddings,
-      reference_labels,
-      jnp.asarray(anchor_indices, jnp.int32),
+    embeddings,
+    jnp.asarray(labels),
+    reference_embeddings,
+    reference_labels,
+    jnp.asarray(anchor_indices, jnp.int32),
   )
 
 
@@ -278,10 +282,10 @@ def _describe(value: Any) -> str:
 
 
 def valid_pairwise_anchors(
-    labels: ArrayLike,
-    *,
-    reference_labels: ArrayLike | None = None,
-    anchor_indices: ArrayLike | None = None,
+  labels: ArrayLike,
+  *,
+  reference_labels: ArrayLike | None = None,
+  anchor_indices: ArrayLike | None = None,
 ) -> jax.Array:
   """Which anchors have at least one positive and one negative.
 
@@ -331,7 +335,7 @@ def valid_pairwise_anchors(
       own_copy = (jnp.asarray(anchor_indices) >= 0).astype(jnp.int32)
   sorted_reference = jnp.sort(reference_labels)
   same = jnp.searchsorted(
-      sorted_reference, labels, side='right'
+    sorted_reference, labels, side='right'
   ) - jnp.searchsorted(sorted_reference, labels, side='left')
   has_positive = same - own_copy >= 1
   has_negative = reference_labels.shape[0] - same >= 1
@@ -339,10 +343,10 @@ def valid_pairwise_anchors(
 
 
 def map_row_blocks(
-    row_fn: Callable[..., Any],
-    row_args: tuple[jax.Array, ...],
-    *,
-    block_size: int | None,
+  row_fn: Callable[..., Any],
+  row_args: tuple[jax.Array, ...],
+  *,
+  block_size: int | None,
 ) -> Any:
   """Applies a per-row function to blocks of rows, within bounded memory.
 
@@ -355,6 +359,10 @@ def map_row_blocks(
   ``[block_size, m]`` intermediates: peak memory is O(block_size * m) instead
   of O(n * m), at the cost of one more forward evaluation. Gradients with
   respect to the closed-over reference set are accumulated across blocks.
+  Per-row values that `row_fn` tags with
+  ``jax.ad_checkpoint.checkpoint_name(value, ROW_RESIDUAL)`` (e.g. the
+  maxima and sums of a log-sum-exp) are stored instead, O(n) in all, so the
+  backward pass need not recompute the reductions that produced them.
 
   The last block is completed with copies of row 0 (not zeros, which could
   produce NaN in, e.g., a norm's gradient and leak through a zero cotangent);
@@ -382,20 +390,24 @@ def map_row_blocks(
     return array.reshape(num_blocks, block_size, *array.shape[1:])
 
   blocked = tuple(to_blocks(array) for array in row_args)
+  # Only values tagged ROW_RESIDUAL (per-row, O(n) in all) are kept for the
+  # backward pass; everything else is recomputed block by block.
+  keep_row_residuals = jax.checkpoint_policies.save_only_these_names(
+    ROW_RESIDUAL
+  )
   outputs = jax.lax.map(
-      jax.checkpoint(lambda blocks: row_fn(*blocks)), blocked
+    jax.checkpoint(lambda blocks: row_fn(*blocks), policy=keep_row_residuals),
+    blocked,
   )
   return jax.tree.map(
-      lambda out: out.reshape(num_blocks * block_size, *out.shape[2:])[:n],
-      outputs,
+    lambda out: out.reshape(num_blocks * block_size, *out.shape[2:])[:n],
+    outputs,
   )
 
 
-def not_self_mask(
-    anchor_indices: jax.Array, num_reference: int
-) -> jax.Array:
+def not_self_mask(anchor_indices: jax.Array, num_reference: int) -> jax.Array:
   """``[block, num_reference]`` bool: False where the column is the anchor."""
   columns = jax.lax.broadcasted_iota(
-      jnp.int32, (anchor_indices.shape[0], num_reference), 1
+    jnp.int32, (anchor_indices.shape[0], num_reference), 1
   )
   return columns != anchor_indices[:, None]

@@ -236,7 +236,8 @@ def _distance_matrix(outputs, embeddings, labels, hp, reference):
     embeddings,
     labels,
     distance=hp.distance,
-    inter_class_distance=hp.inter_class_distance,
+    inter_class_distance=hp.inter_class_distance
+    or _ONE_HOT_DISTANCE[hp.distance],
     intra_class_distance=hp.intra_class_distance,
     relaxation=hp.relaxation,
     normalize=hp.normalize,
@@ -246,6 +247,14 @@ def _distance_matrix(outputs, embeddings, labels, hp, reference):
   # Every pair counts for LDMAT, including an anchor's same-class pairs when
   # its class has no other member: all anchors are weighted.
   return per_example, _ones(labels)
+
+
+# Distance between two different one-hot label vectors, per distance.
+_ONE_HOT_DISTANCE = {
+  'euclidean': 2.0**0.5,
+  'squared_euclidean': 2.0,
+  'cosine': 1.0,
+}
 
 
 def _triplet(outputs, embeddings, labels, hp, reference):
@@ -381,7 +390,9 @@ _OBJECTIVES = {
       scores=None,
       defaults={
         'distance': 'euclidean',
-        'inter_class_distance': 2.0**0.5,
+        # None: the distance between two one-hot label vectors under the
+        # chosen feature distance.
+        'inter_class_distance': None,
         'intra_class_distance': 0.0,
         'relaxation': 0.0,
         'normalize': False,

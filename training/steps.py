@@ -129,7 +129,7 @@ def train_step(
   metrics = {
     'loss': loss,
     'learning_rate': learning_rate_fn(state.step),
-    'grad_norm': optax.global_norm(grads),
+    'grad_norm': optax.tree.norm(grads),
     'embedding_norm': jax.lax.pmean(
       jnp.mean(jnp.linalg.norm(embeddings, axis=-1)), AXIS_NAME
     ),
@@ -186,7 +186,9 @@ def direction_sums_step(
   )
 
 
-def pmap_steps(objective, hparams, learning_rate_fn, num_classes):
+def pmap_steps(
+  objective, hparams, learning_rate_fn, num_classes, *, devices=None
+):
   """The three steps mapped over the local devices with `jax.pmap`.
 
   The state is passed unreplicated (``in_axes=None``) and comes back
@@ -202,17 +204,20 @@ def pmap_steps(objective, hparams, learning_rate_fn, num_classes):
     ),
     axis_name=AXIS_NAME,
     in_axes=(None, 0),
+    devices=devices,
     out_axes=(None, None),
   )
   p_eval_step = jax.pmap(
     functools.partial(eval_step, objective=objective, hparams=hparams),
     axis_name=AXIS_NAME,
     in_axes=(None, 0),
+    devices=devices,
   )
   p_direction_sums = jax.pmap(
     functools.partial(direction_sums_step, num_classes=num_classes),
     axis_name=AXIS_NAME,
     in_axes=(None, 0),
+    devices=devices,
     out_axes=None,
   )
   return p_train_step, p_eval_step, p_direction_sums

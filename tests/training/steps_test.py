@@ -1,0 +1,92 @@
+"""The pmap step on 4 devices equals the 1-device step on the global batch.
+
+tests/conftest.py gives this process 4 fake CPU devices.
+"""
+
+import jax
+import numpy as np
+import optax
+import pytest
+from sklearn import datasets
+
+import models
+from configs import default
+from models import heads
+from training import objectives, optimizers
+from training import steps as steps_lib
+
+_GLOBAL_BATCH = 16
+
+
+def _batch():
+  digits = datasets.load_digits()
+  # Two examples of each of 8 classes: every anchor has a positive on
+  # another device, so the pairwise losses need the global batch.
+  rows = np.concatenate(
+    [np.flatnonzero(digits.target == c)[:2] for c in range(8)]
+  )
+  images = (digits.images[rows] / 16.0).astype(np.float32)[..., None]
+  return {
+    'image': images,
+    'label': digits.target[rows].astype(np.int32),
+  }
+
+
+def _run(loss_name, devices):
+  config = default.get_config()
+  config.loss.name = loss_name
+  objective = objectives.get_objective(loss_name)
+  hparams = objectives.resolve_hparams(objective, config.loss)
+  backbone = models.get_model(
+    'lenet',
+    embedding_dim=8,
+    stage_filters=(4, 8),
+    bn_axis_name=steps_lib.AXIS_NAME,
+  )
+  model = heads.EmbeddingModel(
+    backbone=backbone, head=objective.make_head(10, hparams)
+  )
+  config.optimizer.name = 'sgd'
+  config.optimizer.learning_rate = 1.0
+  config.optimizer.momentum = 0.0
+  config.optimizer.weight_decay = 0.0
+  config.optimizer.warmup_steps = 0
+  learning_rate_fn = optimizers.create_learning_rate_fn(config.optimizer, 10)
+  tx = optimizers.create_optimizer(config.optimizer, learning_rate_fn)
+  state = steps_lib.create_train_state(jax.random.key(0), model, (8, 8, 1), tx)
+  p_train_step, _, _ = steps_lib.pmap_steps(
+    objective, hparams, learning_rate_fn, 10, devices=devices
+  )
+  batch = steps_lib.shard_for_devices(_batch(), len(devices))
+  new_state, metrics = p_train_step(state, batch)
+  return state, new_state, metrics
+
+
+@pytest.mark.parametrize(
+  'loss_name', ['softmax', 'g_softmax', 'circle_pairwise', 'ldmat', 'triplet']
+)
+def test_four_devices_equal_one_device(loss_name):
+  assert jax.local_device_count() >= 4
+  start, one, one_metrics = _run(loss_name, jax.local_devices()[:1])
+  _, four, four_metrics = _run(loss_name, jax.local_devices()[:4])
+  np.testing.assert_allclose(
+    four_metrics['loss'], one_metrics['loss'], rtol=1e-5
+  )
+  # With SGD at learning rate 1, the parameter change is the gradient.
+  grads_one = jax.tree.map(lambda a, b: a - b, start.params, one.params)
+  grads_four = jax.tree.map(lambda a, b: a - b, start.params, four.params)
+  assert optax.tree.norm(grads_one) > 0
+  # Circle's gamma = 80 amplifies float32 round-off of the differently
+  # ordered sums; a missing cross-device term would be off by O(1).
+  rtol, atol = (2e-3, 2e-5) if loss_name == 'circle_pairwise' else (2e-4, 2e-6)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=atol),
+    grads_four,
+    grads_one,
+  )
+  # Cross-device BatchNorm: the running statistics match too.
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+    four.batch_stats,
+    one.batch_stats,
+  )

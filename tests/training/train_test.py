@@ -1,0 +1,159 @@
+"""End-to-end runs of train_and_evaluate on the tiny digits config."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+import train
+from configs import tiny
+from training import checkpointing
+
+# Every single-label loss of the registry, run for a few steps each.
+_SINGLE_LABEL = (
+  'softmax',
+  'g_softmax',
+  'virtual_softmax',
+  'normface',
+  'cosface',
+  'arcface',
+  'circle_class',
+  'vmf',
+  'center',
+  'circle_pairwise',
+  'ldmat',
+  'triplet',
+)
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+def _config(data_dir, **overrides):
+  config = tiny.get_config()
+  config.input.data_dir = data_dir
+  for dotted, value in overrides.items():
+    section, _, field = dotted.rpartition('.')
+    target = config
+    for key in filter(None, section.split('.')):
+      target = target[key]
+    target[field] = value
+  return config
+
+
+def _params(workdir):
+  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  step = manager.latest_step()
+  restored = manager.restore(
+    step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+  )
+  manager.close()
+  return step, restored['state']['params']
+
+
+@pytest.mark.parametrize('loss_name', _SINGLE_LABEL)
+def test_every_loss_trains_and_evaluates(loss_name, data_dir, tmp_path):
+  config = _config(data_dir, **{'loss.name': loss_name})
+  if loss_name in ('circle_pairwise', 'ldmat', 'triplet'):
+    config.input.sampler = 'class_balanced'
+  results = train.train_and_evaluate(config, str(tmp_path))
+  assert results['step'] == config.num_train_steps
+  for key in ('compactness', 'separability', 'recall@1', 'map@r', 'nmi'):
+    assert np.isfinite(results[key]), (key, results[key])
+  assert 0.0 <= results['nearest_class_mean_accuracy'] <= 1.0
+  if loss_name in ('circle_pairwise', 'ldmat', 'triplet'):
+    assert 'accuracy' not in results
+  else:
+    assert 0.0 <= results['accuracy'] <= 1.0
+  if loss_name == 'g_softmax':
+    assert results['gaussian_compactness'] > 0
+  with open(tmp_path / 'results.json') as file:
+    written = json.load(file)
+  assert written['config']['loss']['name'] == loss_name
+
+
+@pytest.mark.parametrize(
+  'loss_name', ('g_softmax_multilabel', 'softmax_multilabel')
+)
+def test_multilabel_losses(loss_name, data_dir, tmp_path):
+  config = _config(
+    data_dir, **{'loss.name': loss_name, 'input.name': 'digits_multilabel'}
+  )
+  results = train.train_and_evaluate(config, str(tmp_path))
+  for key in ('map', 'cp', 'cr', 'cf1', 'op', 'or', 'of1'):
+    assert 0.0 <= results[key] <= 1.0, (key, results[key])
+
+
+def test_resume_is_exact(data_dir, tmp_path):
+  """K steps, stop, resume to 2K == 2K uninterrupted (parameters)."""
+  straight = tmp_path / 'straight'
+  resumed = tmp_path / 'resumed'
+  config = _config(data_dir, num_train_steps=8, checkpoint_every_steps=4)
+  train.train_and_evaluate(config, str(straight))
+  half = _config(data_dir, num_train_steps=4, checkpoint_every_steps=4)
+  train.train_and_evaluate(half, str(resumed))
+  train.train_and_evaluate(config, str(resumed))
+  step_a, params_a = _params(str(straight))
+  step_b, params_b = _params(str(resumed))
+  assert step_a == step_b == 8
+  jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+
+
+def test_incompatible_checkpoint_is_not_overwritten(data_dir, tmp_path):
+  train.train_and_evaluate(_config(data_dir), str(tmp_path))
+  step, params = _params(str(tmp_path))
+  other = _config(data_dir, **{'loss.name': 'softmax'})
+  with pytest.raises(
+    checkpointing.IncompatibleCheckpointError, match='loss.name'
+  ):
+    train.train_and_evaluate(other, str(tmp_path))
+  step_after, params_after = _params(str(tmp_path))
+  assert step_after == step
+  jax.tree.map(np.testing.assert_array_equal, params, params_after)
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path):
+  config = _config(
+    data_dir,
+    **{
+      'optimizer.name': 'sgd',
+      'optimizer.learning_rate': 1e30,
+      'loss.name': 'softmax',
+      'num_train_steps': 6,
+      'checkpoint_every_steps': 1,
+      'log_every_steps': 1,
+    },
+  )
+  with pytest.raises(FloatingPointError, match=r'at step \d+') as error:
+    train.train_and_evaluate(config, str(tmp_path))
+  bad_step = int(str(error.value).split('at step ')[1].split(';')[0])
+  step, params = _params(str(tmp_path))
+  assert step == bad_step - 1
+  for leaf in jax.tree.leaves(params):
+    assert np.all(np.isfinite(leaf))
+
+
+def test_unknown_loss_lists_valid_names(data_dir, tmp_path):
+  config = _config(data_dir, **{'loss.name': 'nope'})
+  with pytest.raises(ValueError, match='valid names: .*circle_pairwise'):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_invalid_hyperparameter_rejected_before_training(data_dir, tmp_path):
+  config = _config(
+    data_dir, **{'loss.name': 'circle_class', 'loss.gamma': -1.0}
+  )
+  with pytest.raises(ValueError, match='gamma'):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / 'checkpoints')
+
+
+def test_missing_catalog_data_fails_fast(tmp_path):
+  config = _config(str(tmp_path), **{'input.name': 'mnist'})
+  with pytest.raises(FileNotFoundError, match='input_pipeline.prepare'):
+    train.train_and_evaluate(config, str(tmp_path / 'work'))
