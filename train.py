@@ -36,8 +36,22 @@ def _steps_per_epoch(dataset) -> int:
 
 
 def _build_model(config, objective, hparams, num_classes):
-  # Every field of config.model but the name is an attribute of the model.
-  attributes = {k: v for k, v in config.model.items() if k != 'name'}
+  # config.model holds the attributes of the backbone; a field the chosen
+  # backbone lacks (LeNet++'s stage_filters when running a ResNet) is one
+  # the user did not mean for it.
+  accepted = models.attribute_names(config.model.name)
+  attributes = {}
+  for key, value in config.model.items():
+    if key == 'name':
+      continue
+    if key in accepted:
+      attributes[key] = value
+    else:
+      logging.info(
+        'config.model.%s does not apply to %s; not used.',
+        key,
+        config.model.name,
+      )
   backbone = models.get_model(
     config.model.name, bn_axis_name=steps_lib.AXIS_NAME, **attributes
   )
@@ -248,7 +262,8 @@ def train_and_evaluate(
           _format_seconds(eta),
         )
         writer.write_scalars(
-          step, {k: float(v) for k, v in jax.device_get(metrics).items()}
+          step,
+          {f'train/{k}': float(v) for k, v in jax.device_get(metrics).items()},
         )
       if step % config.checkpoint_every_steps == 0 or is_last:
         guard.check(last_checkpoint)
@@ -257,7 +272,7 @@ def train_and_evaluate(
       if step % eval_every == 0 or is_last:
         with report_progress.timed('eval'):
           results = evaluate(state)
-        writer.write_scalars(step, _scalars(results))
+        writer.write_scalars(step, _scalars(results, prefix='test/'))
   finally:
     # Also on errors: pending asynchronous saves of good steps complete.
     termination.uninstall()
@@ -278,9 +293,9 @@ def train_and_evaluate(
   return results
 
 
-def _scalars(results: dict[str, Any]) -> dict[str, float]:
+def _scalars(results: dict[str, Any], prefix: str) -> dict[str, float]:
   return {
-    key: float(value)
+    prefix + key: float(value)
     for key, value in results.items()
     if isinstance(value, (int, float, np.floating))
   }

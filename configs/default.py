@@ -35,6 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.name = 'lenet'  # lenet, cifar_resnet20/32/56, resnet18/50
   config.model.embedding_dim = 2  # 2 gives the classic 2-D feature plots.
+  # Other fields set here are passed to the backbone as attributes, e.g.
+  # config.model.stage_filters for LeNet++ (default (32, 64, 128)).
 
   # Loss: `name` picks the objective; a hyperparameter left None takes the
   # paper's default for that loss (training/objectives.py, README "Losses").
@@ -73,7 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.decay_factor = 0.1  # 'step': factor at each boundary.
 
   # Length and bookkeeping. Steps of 0 mean "one epoch" where it applies.
-  config.num_epochs = 40
+  config.num_epochs = 30
   config.num_train_steps = 0  # > 0 overrides num_epochs.
   config.log_every_steps = 20
   config.eval_every_steps = 0  # 0: every epoch.

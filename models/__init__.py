@@ -11,6 +11,7 @@ what a loss needs.
                            bn_axis_name='batch')
 """
 
+import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -57,6 +58,19 @@ def get_model(name: str, **kwargs) -> nn.Module:
   return _REGISTRY[name](**kwargs)
 
 
+def attribute_names(name: str) -> frozenset[str]:
+  """The attributes the backbone `name` accepts (for shared configs)."""
+  if name not in _REGISTRY:
+    get_model(name)  # Raises the error listing the valid names.
+  factory = _REGISTRY[name]
+  module_class = getattr(factory, 'func', factory)
+  return frozenset(
+    field.name
+    for field in dataclasses.fields(module_class)
+    if field.name not in ('parent', 'name')
+  )
+
+
 __all__ = [
   'MODEL_NAMES',
   'BasicBlock',
@@ -65,5 +79,6 @@ __all__ = [
   'LeNetPlusPlus',
   'PReLU',
   'ResNet',
+  'attribute_names',
   'get_model',
 ]

@@ -44,7 +44,7 @@ def test_sigterm_saves_and_resume_continues(tmp_path):
         process.send_signal(signal.SIGTERM)
         break
       assert time.monotonic() < deadline, ''.join(output[-20:])
-    rest, _ = process.communicate(timeout=120)
+    _, rest = process.communicate(timeout=120)
   finally:
     process.kill()
   output.append(rest)
