@@ -33,7 +33,7 @@ import losses
 _QUICK = flags.DEFINE_bool(
   'quick', False, 'Small sizes only (no 64k rows); for a smoke run.'
 )
-_REPS = flags.DEFINE_integer('reps', 7, 'Timed repetitions per case.')
+_REPS = flags.DEFINE_integer('reps', 9, 'Timed repetitions per case.')
 _HUGE_BATCH = flags.DEFINE_integer(
   'huge_batch', 65536, 'Batch of the memory-bounded (blocked) rows.'
 )
@@ -57,6 +57,27 @@ def _time(compiled, *args, reps: int) -> float:
     jax.block_until_ready(compiled(*args))
     times.append(time.perf_counter() - start)
   return statistics.median(times)
+
+
+def _time_interleaved(loss, loss_args, skeleton, skeleton_args, reps: int):
+  """Median times of a loss and its skeleton, run alternately.
+
+  Alternating makes the ratio robust to the machine's speed drifting
+  during the run (frequency scaling, other load); each median is over
+  `reps` runs.
+  """
+  jax.block_until_ready(loss(*loss_args))
+  jax.block_until_ready(skeleton(*skeleton_args))
+  loss_times, skeleton_times = [], []
+  for _ in range(reps):
+    for compiled, args, times in (
+      (loss, loss_args, loss_times),
+      (skeleton, skeleton_args, skeleton_times),
+    ):
+      start = time.perf_counter()
+      jax.block_until_ready(compiled(*args))
+      times.append(time.perf_counter() - start)
+  return statistics.median(loss_times), statistics.median(skeleton_times)
 
 
 def _grad_all(loss_fn: Callable, argnums: tuple[int, ...]) -> Callable:
@@ -132,21 +153,25 @@ def _benchmark_pairwise(batch, dim, block_size, reps, rows, run_skeleton=True):
   r = jax.ShapeDtypeStruct((batch, batch), jnp.float32)
   skeleton = jax.value_and_grad(_pairwise_skeleton)
   skeleton_compiled, skeleton_temp = _compile(skeleton, x, r)
-  skeleton_time = None
   if run_skeleton:
     r = jnp.asarray(rng.standard_normal((batch, batch)), jnp.float32)
-    skeleton_time = _time(skeleton_compiled, x, r, reps=reps)
   for name, loss_fn in _pairwise_cases(block_size).items():
     fn = _grad_all(loss_fn, (0,))
     compiled, temp = _compile(fn, x, y)
-    seconds = _time(compiled, x, y, reps=reps)
-    ratio = None if skeleton_time is None else seconds / skeleton_time
+    if run_skeleton:
+      seconds, skeleton_seconds = _time_interleaved(
+        compiled, (x, y), skeleton_compiled, (x, r), reps
+      )
+      ratio = seconds / skeleton_seconds
+    else:
+      seconds = _time(compiled, x, y, reps=reps)
+      skeleton_seconds = ratio = None
     rows.append(
       (
         name,
         f'B={batch} D={dim}' + (f' block={block_size}' if block_size else ''),
         _format(seconds * 1e3),
-        _format(None if skeleton_time is None else skeleton_time * 1e3),
+        _format(None if skeleton_seconds is None else skeleton_seconds * 1e3),
         _format(ratio, 2),
         _format(temp / _MIB if temp is not None else None),
         _format(skeleton_temp / _MIB if skeleton_temp is not None else None),
@@ -161,13 +186,14 @@ def _benchmark_classification(batch, dim, num_classes, reps, rows):
   y = jnp.asarray(rng.integers(0, num_classes, batch), jnp.int32)
   skeleton = _grad_all(_classification_skeleton, (0, 1))
   skeleton_compiled, skeleton_temp = _compile(skeleton, x, w, y)
-  skeleton_time = _time(skeleton_compiled, x, w, y, reps=reps)
+  shape = f'B={batch} D={dim} C={num_classes}'
+  skeleton_seconds = _time(skeleton_compiled, x, w, y, reps=reps)
   rows.append(
     (
       'softmax CE (optax) = skeleton',
-      f'B={batch} D={dim} C={num_classes}',
-      _format(skeleton_time * 1e3),
-      _format(skeleton_time * 1e3),
+      shape,
+      _format(skeleton_seconds * 1e3),
+      _format(skeleton_seconds * 1e3),
       '1.00',
       _format(skeleton_temp / _MIB),
       _format(skeleton_temp / _MIB),
@@ -176,14 +202,16 @@ def _benchmark_classification(batch, dim, num_classes, reps, rows):
   for name, loss_fn in _classification_cases(num_classes).items():
     fn = _grad_all(loss_fn, (0, 1))
     compiled, temp = _compile(fn, x, w, y)
-    seconds = _time(compiled, x, w, y, reps=reps)
+    seconds, skeleton_seconds = _time_interleaved(
+      compiled, (x, w, y), skeleton_compiled, (x, w, y), reps
+    )
     rows.append(
       (
         name,
-        f'B={batch} D={dim} C={num_classes}',
+        shape,
         _format(seconds * 1e3),
-        _format(skeleton_time * 1e3),
-        _format(seconds / skeleton_time, 2),
+        _format(skeleton_seconds * 1e3),
+        _format(seconds / skeleton_seconds, 2),
         _format(temp / _MIB if temp is not None else None),
         _format(skeleton_temp / _MIB),
       )
@@ -223,8 +251,8 @@ def main(argv):
     f'jax {jax.__version__}, {jax.devices()[0].platform} '
     f'({cpuinfo.get_cpu_info()["brand_raw"]}, '
     f'{os.cpu_count()} cores), '
-    f'{jax.device_count()} device(s); median of {reps} runs '
-    '(1 run for the 64k rows)\n'
+    f'{jax.device_count()} device(s); median of {reps} runs, each loss '
+    'alternating with its skeleton (1 run for the 64k rows)\n'
   )
   print('| ' + ' | '.join(header) + ' |')
   print('|' + '---|' * len(header))

@@ -1,0 +1,21 @@
+r"""Class-disjoint retrieval on digits: train on 0-4, retrieve among 5-9.
+
+The Circle and vMF papers' protocol in miniature; reports Recall@K, MAP@R
+and NMI on the unseen classes.
+
+  python train.py --config=configs/digits_retrieval.py:circle_pairwise \
+    --workdir=runs/digits_retrieval_circle
+"""
+
+import ml_collections
+
+from configs import common, default
+
+
+def get_config(
+  loss: str | None = 'circle_pairwise',
+) -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.input.class_disjoint = True
+  config.model.embedding_dim = 32
+  return common.set_loss(config, loss)

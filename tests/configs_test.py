@@ -1,0 +1,54 @@
+"""Every experiment config builds and names valid components."""
+
+import glob
+import importlib
+import os
+
+import pytest
+
+import input_pipeline
+import models
+from training import objectives
+
+_CONFIG_DIR = os.path.join(
+  os.path.dirname(os.path.dirname(__file__)), 'configs'
+)
+_MODULES = sorted(
+  os.path.splitext(os.path.basename(path))[0]
+  for path in glob.glob(os.path.join(_CONFIG_DIR, '*.py'))
+  if not os.path.basename(path).startswith(('_', 'common'))
+)
+
+
+def test_every_config_is_listed():
+  assert {'default', 'tiny', 'digits', 'cifar10', 'retrieval'} <= set(_MODULES)
+
+
+def _takes_loss(module_name):
+  module = importlib.import_module(f'configs.{module_name}')
+  return 'loss' in module.get_config.__code__.co_varnames
+
+
+# Each config with its default, and each loss-taking config with every loss.
+_CASES = [(name, None) for name in _MODULES] + [
+  (name, loss)
+  for name in _MODULES
+  if _takes_loss(name)
+  for loss in objectives.names()
+]
+
+
+@pytest.mark.parametrize(('module_name', 'loss'), _CASES)
+def test_config_builds(module_name, loss):
+  module = importlib.import_module(f'configs.{module_name}')
+  config = module.get_config() if loss is None else module.get_config(loss)
+  objective = objectives.get_objective(config.loss.name)
+  assert config.input.name in input_pipeline.NAMES
+  unknown = (
+    set(config.model) - {'name'} - models.attribute_names(config.model.name)
+  )
+  assert not unknown, unknown
+  if objective.pairwise:
+    assert config.input.sampler == 'class_balanced'
+  # Every None hyperparameter resolves to the loss's paper default.
+  objectives.resolve_hparams(objective, config.loss)
