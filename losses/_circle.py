@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import ad_checkpoint
 from jax.typing import ArrayLike
 
-from losses import _checks, _pairwise
+from losses import _checks, _margin_softmax, _pairwise
 
 
 def _check_hyperparameters(margin: ArrayLike, gamma: ArrayLike) -> None:
@@ -94,25 +94,35 @@ def circle_loss_class_level(
     <https://arxiv.org/abs/2002.10857>`_, CVPR 2020.
   """
   _check_hyperparameters(margin, gamma)
-  _checks.check_class_inputs(embeddings, class_weights, labels, 'class_weights')
-  dtype = _checks.compute_dtype(embeddings, class_weights)
-  unit_embeddings = _pairwise.l2_normalize(jnp.asarray(embeddings, dtype))
-  unit_weights = _pairwise.l2_normalize(jnp.asarray(class_weights, dtype))
-  cosines = jnp.matmul(unit_embeddings, unit_weights.T)
-  margin = jnp.asarray(margin, dtype)
-  gamma = jnp.asarray(gamma, dtype)
-  labels = jnp.asarray(labels)
-  # int32 columns: a narrow label dtype (uint8) could not count the classes.
-  columns = jax.lax.broadcasted_iota(jnp.int32, cosines.shape, 1)
-  is_target = columns == labels.astype(jnp.int32)[:, None]
-  target = jnp.take_along_axis(cosines, labels[:, None], axis=1)[:, 0]
-  alpha_p = jax.lax.stop_gradient(jax.nn.relu(1.0 + margin - target))
-  target_logits = gamma * alpha_p * (target - (1.0 - margin))
-  alpha_n = jax.lax.stop_gradient(jax.nn.relu(cosines + margin))
-  logits = jnp.where(
-    is_target, target_logits[:, None], gamma * alpha_n * (cosines - margin)
+  unit_x, unit_w, labels = _margin_softmax.unit_inputs(
+    embeddings, class_weights, labels
   )
-  return jax.nn.logsumexp(logits, axis=1) - target_logits
+  params = (jnp.asarray(margin, unit_x.dtype), jnp.asarray(gamma, unit_x.dtype))
+  # Softmax cross-entropy with a replaced target logit, as CosFace: the
+  # shared rule differentiates the logit functions below as written, so the
+  # stop_gradient on the alphas holds for embeddings, margin and gamma.
+  return _margin_softmax.cosine_cross_entropy(
+    _class_level_logits,
+    _class_level_target_logits,
+    unit_x,
+    unit_w,
+    labels,
+    params,
+  )
+
+
+def _class_level_logits(cosines: jax.Array, params) -> jax.Array:
+  r"""Between-class logits :math:`\gamma \alpha_n (s - m)`, alphas fixed."""
+  margin, gamma = params
+  alpha_n = jax.lax.stop_gradient(jax.nn.relu(cosines + margin))
+  return gamma * alpha_n * (cosines - margin)
+
+
+def _class_level_target_logits(target: jax.Array, params) -> jax.Array:
+  r"""Target logits :math:`\gamma \alpha_p (s_y - \Delta_p)`, alphas fixed."""
+  margin, gamma = params
+  alpha_p = jax.lax.stop_gradient(jax.nn.relu(1.0 + margin - target))
+  return gamma * alpha_p * (target - (1.0 - margin))
 
 
 def circle_loss_pairwise(

@@ -6,9 +6,20 @@ L2-normalised class weights; CosFace and ArcFace replace the target logit by
 a margin-penalised one. The margin math touches only the target column
 (``[batch]`` values): the ``[batch, num_classes]`` work is one matrix
 product, a select and a log-sum-exp, as for plain softmax cross-entropy.
+
+`cosine_cross_entropy` (shared with the class-level Circle loss) has a
+hand-written derivative: on CPU each ``[batch, num_classes]`` array written
+to memory costs about as much as the arithmetic on it, and autodiff of the
+select / log-sum-exp chain writes several (logits, exponentials, softmax,
+one-hot scatter). The rule keeps only the cosines and per-row statistics
+and recomputes the softmax in the backward pass, fused with the cotangent,
+so the backward pass writes one ``[batch, num_classes]`` array.
 """
 
+import functools
 import math
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -16,38 +27,202 @@ from jax.typing import ArrayLike
 
 from losses import _checks, _pairwise
 
+# ``fn(values, params) -> logits``, elementwise in `values` (cosines).
+LogitFn = Callable[[jax.Array, Any], jax.Array]
 
-def _cosines(
+
+def unit_inputs(
   embeddings: ArrayLike, class_weights: ArrayLike, labels: ArrayLike
-) -> tuple[jax.Array, jax.Array]:
-  """Validated ``[batch, num_classes]`` cosines and the labels as an array."""
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Validated unit embeddings and class weights, and the labels array."""
   _checks.check_class_inputs(embeddings, class_weights, labels, 'class_weights')
   dtype = _checks.compute_dtype(embeddings, class_weights)
   # Normalising the two factors (O((batch + num_classes) * dim)) is cheaper
   # than dividing the [batch, num_classes] product by the norms.
-  unit_embeddings = _pairwise.l2_normalize(jnp.asarray(embeddings, dtype))
-  unit_weights = _pairwise.l2_normalize(jnp.asarray(class_weights, dtype))
-  return jnp.matmul(unit_embeddings, unit_weights.T), jnp.asarray(labels)
+  return (
+    _pairwise.l2_normalize(jnp.asarray(embeddings, dtype)),
+    _pairwise.l2_normalize(jnp.asarray(class_weights, dtype)),
+    jnp.asarray(labels),
+  )
 
 
-def _target_cosines(cosines: jax.Array, labels: jax.Array) -> jax.Array:
-  """``[batch]`` cosine of each row's label column."""
-  return jnp.take_along_axis(cosines, labels[:, None], axis=1)[:, 0]
+def _is_zero(tangent: Any) -> bool:
+  return isinstance(tangent, jax.custom_derivatives.SymbolicZero)
 
 
-def _cross_entropy_with_target_logit(
-  logits: jax.Array, labels: jax.Array, target_logits: jax.Array
-) -> jax.Array:
-  """Softmax CE where each row's label column is replaced by its target.
+def _target_mask(shape: tuple[int, ...], labels: jax.Array) -> jax.Array:
+  """``[batch, num_classes]`` bool, True in each row's label column.
 
-  The replacement is a select against a column iota (fused into the
-  log-sum-exp), not a ``[batch, num_classes]`` one-hot array.
+  A select against a column iota, fused into its consumers, not a one-hot
+  array in memory.
   """
   # int32 columns: a narrow label dtype (uint8) could not count the classes.
-  columns = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 1)
-  is_target = columns == labels.astype(jnp.int32)[:, None]
+  columns = jax.lax.broadcasted_iota(jnp.int32, shape, 1)
+  return columns == labels.astype(jnp.int32)[:, None]
+
+
+def _statistics(logit_fn, target_logit_fn, unit_x, unit_w, labels, params):
+  """Cosines, target cosines, target logits and the per-row log-sum-exp."""
+  cosines = jnp.matmul(unit_x, unit_w.T)
+  target = jnp.take_along_axis(cosines, labels[:, None], axis=1)[:, 0]
+  target_logits = target_logit_fn(target, params)
+  logits = jnp.where(
+    _target_mask(cosines.shape, labels),
+    target_logits[:, None],
+    logit_fn(cosines, params),
+  )
+  return cosines, target, target_logits, jax.nn.logsumexp(logits, axis=1)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def cosine_cross_entropy(
+  logit_fn: LogitFn,
+  target_logit_fn: LogitFn,
+  unit_embeddings: jax.Array,
+  unit_weights: jax.Array,
+  labels: jax.Array,
+  params: Any,
+) -> jax.Array:
+  """Softmax cross-entropy on logits that are functions of the cosines.
+
+  Row :math:`i`'s logits are ``logit_fn(cosines, params)``, except in its
+  label column, which holds ``target_logit_fn(cosines[i, y_i], params)``;
+  the loss is their log-sum-exp minus that target logit. Both functions
+  must be elementwise in the cosines (any `jax.lax.stop_gradient` inside is
+  honoured). Gradients reach the unit vectors and `params` (forward and
+  reverse mode, `vmap`, `jit`); normalising is the caller's.
+
+  Args:
+    logit_fn: ``(cosines, params) -> logits``, elementwise on
+      ``[batch, num_classes]``; only its off-label entries are used.
+    target_logit_fn: ``(target_cosines, params) -> target_logits`` on the
+      ``[batch]`` label-column cosines.
+    unit_embeddings: ``[batch, dim]`` unit-norm features.
+    unit_weights: ``[num_classes, dim]`` unit-norm class weights.
+    labels: ``[batch]`` integer class ids.
+    params: pytree of arrays (e.g. scale and margin) passed to both
+      functions.
+
+  Returns:
+    ``[batch]`` losses.
+  """
+  _, _, target_logits, lse = _statistics(
+    logit_fn, target_logit_fn, unit_embeddings, unit_weights, labels, params
+  )
+  return lse - target_logits
+
+
+def _partial_jvp(fn, primals, tangents):
+  """`jax.jvp` of `fn` in the arguments whose tangent is not None."""
+  live = [i for i, tangent in enumerate(tangents) if tangent is not None]
+
+  def fn_of_live(*live_primals):
+    arguments = list(primals)
+    for i, value in zip(live, live_primals, strict=True):
+      arguments[i] = value
+    return fn(*arguments)
+
+  return jax.jvp(
+    fn_of_live,
+    tuple(primals[i] for i in live),
+    tuple(tangents[i] for i in live),
+  )
+
+
+def _loss_tangent(
+  logit_fn,
+  target_logit_fn,
+  cosines,
+  target,
+  lse,
+  labels,
+  params,
+  d_cosines,
+  d_params,
+):
+  """``[batch]`` tangent of the losses; None tangents are zero."""
+  is_target = _target_mask(cosines.shape, labels)
+  # The label column's cosine tangent, as a masked row sum: its transpose is
+  # a select fused into the cotangent, not a scatter into a new array.
+  d_target = None
+  if d_cosines is not None:
+    d_target = jnp.sum(jnp.where(is_target, d_cosines, 0.0), axis=1)
+  logits, d_logits = _partial_jvp(
+    logit_fn, (cosines, params), (d_cosines, d_params)
+  )
+  target_logits, d_target_logits = _partial_jvp(
+    target_logit_fn, (target, params), (d_target, d_params)
+  )
   logits = jnp.where(is_target, target_logits[:, None], logits)
-  return jax.nn.logsumexp(logits, axis=1) - target_logits
+  d_logits = jnp.where(is_target, d_target_logits[:, None], d_logits)
+  probabilities = jnp.exp(logits - lse[:, None])
+  # d loss / d logit = softmax - one-hot.
+  slopes = jnp.where(is_target, probabilities - 1.0, probabilities)
+  return jnp.sum(slopes * d_logits, axis=1)
+
+
+@cosine_cross_entropy.defjvp
+def _cosine_cross_entropy_jvp(logit_fn, target_logit_fn, primals, tangents):
+  unit_x, unit_w, labels, params = primals
+  d_x, d_w, _, d_params = tangents
+  cosines, target, target_logits, lse = _statistics(
+    logit_fn, target_logit_fn, unit_x, unit_w, labels, params
+  )
+  losses = lse - target_logits
+  d_cosines = None
+  if not _is_zero(d_x):
+    d_cosines = jnp.matmul(d_x, unit_w.T)
+  if not _is_zero(d_w):
+    d_from_w = jnp.matmul(unit_x, d_w.T)
+    d_cosines = d_from_w if d_cosines is None else d_cosines + d_from_w
+  if all(_is_zero(t) for t in jax.tree.leaves(d_params)):
+    d_params = None
+  else:
+    d_params = jax.tree.map(
+      lambda t, p: jnp.zeros_like(p) if _is_zero(t) else t, d_params, params
+    )
+  if d_cosines is None and d_params is None:
+    return losses, jnp.zeros_like(losses)
+  # Under jax.checkpoint the softmax is not kept for the backward pass: it
+  # is recomputed there from the cosines (kept anyway) and the per-row
+  # log-sum-exp, in the same loop that applies the cotangent.
+  tangent = jax.checkpoint(
+    functools.partial(_loss_tangent, logit_fn, target_logit_fn)
+  )(cosines, target, lse, labels, params, d_cosines, d_params)
+  return losses, tangent
+
+
+def _scaled(cosines: jax.Array, params: tuple[jax.Array, ...]) -> jax.Array:
+  return params[0] * cosines
+
+
+def _cosface_target(target: jax.Array, params) -> jax.Array:
+  scale, margin = params
+  return scale * (target - margin)
+
+
+def _arcface_shifted(target, margin):
+  r""":math:`\cos(\theta + m)` from :math:`\cos\theta`, and cos m."""
+  sine = _pairwise.safe_sqrt(1.0 - target * target)
+  cos_margin, sin_margin = jnp.cos(margin), jnp.sin(margin)
+  return target * cos_margin - sine * sin_margin, cos_margin, sin_margin
+
+
+def _arcface_target(target: jax.Array, params) -> jax.Array:
+  scale, margin = params
+  shifted, cos_margin, sin_margin = _arcface_shifted(target, margin)
+  penalised = jnp.where(
+    target > -cos_margin,  # cos(pi - m) = -cos(m)
+    shifted,
+    target - margin * sin_margin,
+  )
+  return scale * penalised
+
+
+def _arcface_easy_target(target: jax.Array, params) -> jax.Array:
+  scale, margin = params
+  shifted, _, _ = _arcface_shifted(target, margin)
+  return scale * jnp.where(target > 0, shifted, target)
 
 
 def normalized_softmax_cross_entropy(
@@ -98,10 +273,9 @@ def normalized_softmax_cross_entropy(
     Face Verification <https://arxiv.org/abs/1704.06369>`_, ACM MM 2017.
   """
   _checks.check_positive(scale, 'scale')
-  cosines, labels = _cosines(embeddings, class_weights, labels)
-  scale = jnp.asarray(scale, cosines.dtype)
-  target_logits = scale * _target_cosines(cosines, labels)
-  return jax.nn.logsumexp(scale * cosines, axis=1) - target_logits
+  unit_x, unit_w, labels = unit_inputs(embeddings, class_weights, labels)
+  params = (jnp.asarray(scale, unit_x.dtype),)
+  return cosine_cross_entropy(_scaled, _scaled, unit_x, unit_w, labels, params)
 
 
 def cosface_loss(
@@ -156,12 +330,10 @@ def cosface_loss(
   """
   _checks.check_positive(scale, 'scale')
   _checks.check_in_range(margin, 'margin', 0.0, 2.0, high_inclusive=False)
-  cosines, labels = _cosines(embeddings, class_weights, labels)
-  scale = jnp.asarray(scale, cosines.dtype)
-  margin = jnp.asarray(margin, cosines.dtype)
-  target_logits = scale * (_target_cosines(cosines, labels) - margin)
-  return _cross_entropy_with_target_logit(
-    scale * cosines, labels, target_logits
+  unit_x, unit_w, labels = unit_inputs(embeddings, class_weights, labels)
+  params = (jnp.asarray(scale, unit_x.dtype), jnp.asarray(margin, unit_x.dtype))
+  return cosine_cross_entropy(
+    _scaled, _cosface_target, unit_x, unit_w, labels, params
   )
 
 
@@ -244,22 +416,9 @@ def arcface_loss(
   _checks.check_in_range(
     margin, 'margin', 0.0, math.pi / 2, high_inclusive=False
   )
-  cosines, labels = _cosines(embeddings, class_weights, labels)
-  dtype = cosines.dtype
-  scale = jnp.asarray(scale, dtype)
-  margin = jnp.asarray(margin, dtype)
-  target = _target_cosines(cosines, labels)
-  sine = _pairwise.safe_sqrt(1.0 - target * target)
-  cos_margin, sin_margin = jnp.cos(margin), jnp.sin(margin)
-  shifted = target * cos_margin - sine * sin_margin
-  if easy_margin:
-    penalised = jnp.where(target > 0, shifted, target)
-  else:
-    penalised = jnp.where(
-      target > -cos_margin,  # cos(pi - m) = -cos(m)
-      shifted,
-      target - margin * sin_margin,
-    )
-  return _cross_entropy_with_target_logit(
-    scale * cosines, labels, scale * penalised
+  unit_x, unit_w, labels = unit_inputs(embeddings, class_weights, labels)
+  params = (jnp.asarray(scale, unit_x.dtype), jnp.asarray(margin, unit_x.dtype))
+  target_logit_fn = _arcface_easy_target if easy_margin else _arcface_target
+  return cosine_cross_entropy(
+    _scaled, target_logit_fn, unit_x, unit_w, labels, params
   )

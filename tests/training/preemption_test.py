@@ -26,7 +26,12 @@ def _command(workdir, data_dir, num_steps):
 
 def test_sigterm_saves_and_resume_continues(tmp_path):
   workdir, data_dir = tmp_path / 'work', tmp_path / 'tfds'
-  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS='cpu',
+    XLA_FLAGS='',
+    JAX_DISABLE_MOST_OPTIMIZATIONS='1',
+  )
   process = subprocess.Popen(
     _command(workdir, data_dir, 100000),
     stderr=subprocess.PIPE,
