@@ -205,11 +205,83 @@ def g_softmax_cross_entropy(
     jnp.shape(labels)[0], batch, 'labels', 0, 'batch of `logits`'
   )
   _check_hyperparameters(mu, sigma, scale, (num_classes,), '[num_classes]')
-  logits = jnp.asarray(logits, _checks.compute_dtype(logits, mu, sigma))
-  shifted = _shifted_logits(logits, mu, sigma, scale)
-  return optax.softmax_cross_entropy_with_integer_labels(
-    shifted, jnp.asarray(labels)
+  dtype = _checks.compute_dtype(logits, mu, sigma)
+  return _cross_entropy(
+    jnp.asarray(logits, dtype),
+    jnp.asarray(labels),
+    jnp.asarray(mu, dtype),
+    jnp.asarray(sigma, dtype),
+    jnp.asarray(scale, dtype),
   )
+
+
+# The derivative is written by hand, as a JVP (so forward and reverse mode
+# both work). On CPU each [batch, num_classes] array written to memory costs
+# about as much as the arithmetic on it, and autodiff of shift + softmax
+# cross-entropy writes six; this rule keeps only the logits (the caller's
+# anyway) and the per-row log-sum-exp, and recomputes the shift and the
+# softmax in the backward pass in the loop that applies the cotangent.
+@jax.custom_jvp
+def _cross_entropy(logits, labels, mu, sigma, scale):
+  """``[batch]`` G-softmax cross-entropy of `logits` in the compute dtype."""
+  shifted = _shifted_logits(logits, mu, sigma, scale)
+  return optax.softmax_cross_entropy_with_integer_labels(shifted, labels)
+
+
+def _cross_entropy_tangent(
+  logits, labels, lse, mu, sigma, scale, d_logits, d_hyper
+):
+  """``[batch]`` tangent of the losses; None tangents are zero."""
+  # int32 columns: a narrow label dtype (uint8) could not count the classes.
+  columns = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 1)
+  is_target = columns == labels.astype(jnp.int32)[:, None]
+  hyper = (mu, sigma, scale)
+  shifted, slopes = jax.jvp(
+    lambda z: _shifted_logits(z, *hyper), (logits,), (jnp.ones_like(logits),)
+  )
+  probabilities = jnp.exp(shifted - lse[:, None])
+  # d loss / d shifted logit = softmax - one-hot, as one select.
+  weights = jnp.where(is_target, probabilities - 1.0, probabilities)
+  tangent = jnp.zeros_like(lse)
+  if d_logits is not None:
+    tangent = tangent + jnp.sum(weights * slopes * d_logits, axis=1)
+  if d_hyper is not None:
+    _, d_shifted = jax.jvp(
+      lambda *h: _shifted_logits(logits, *h), hyper, d_hyper
+    )
+    tangent = tangent + jnp.sum(weights * d_shifted, axis=1)
+  return tangent
+
+
+def _cross_entropy_jvp(primals, tangents):
+  logits, labels, mu, sigma, scale = primals
+  d_logits, _, d_mu, d_sigma, d_scale = tangents
+  shifted = _shifted_logits(logits, mu, sigma, scale)
+  lse = jax.nn.logsumexp(shifted, axis=1)
+  target = jnp.take_along_axis(shifted, labels[:, None], axis=1)[:, 0]
+  losses = lse - target
+  d_logits = None if _is_zero(d_logits) else d_logits
+  d_hyper = None
+  if not all(_is_zero(t) for t in (d_mu, d_sigma, d_scale)):
+    d_hyper = tuple(
+      jnp.zeros_like(p) if _is_zero(t) else t
+      for p, t in zip((mu, sigma, scale), (d_mu, d_sigma, d_scale), strict=True)
+    )
+  if d_logits is None and d_hyper is None:
+    return losses, jnp.zeros_like(losses)
+  # Under jax.checkpoint the backward pass recomputes the shifted logits and
+  # the softmax from the logits and `lse` instead of storing them.
+  tangent = jax.checkpoint(_cross_entropy_tangent)(
+    logits, labels, lse, mu, sigma, scale, d_logits, d_hyper
+  )
+  return losses, tangent
+
+
+_cross_entropy.defjvp(_cross_entropy_jvp, symbolic_zeros=True)
+
+
+def _is_zero(tangent) -> bool:
+  return isinstance(tangent, jax.custom_derivatives.SymbolicZero)
 
 
 def _check_multilabel_inputs(

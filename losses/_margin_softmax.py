@@ -112,21 +112,9 @@ def cosine_cross_entropy(
   return lse - target_logits
 
 
-def _partial_jvp(fn, primals, tangents):
-  """`jax.jvp` of `fn` in the arguments whose tangent is not None."""
-  live = [i for i, tangent in enumerate(tangents) if tangent is not None]
-
-  def fn_of_live(*live_primals):
-    arguments = list(primals)
-    for i, value in zip(live, live_primals, strict=True):
-      arguments[i] = value
-    return fn(*arguments)
-
-  return jax.jvp(
-    fn_of_live,
-    tuple(primals[i] for i in live),
-    tuple(tangents[i] for i in live),
-  )
+def _with_slopes(fn, values, params):
+  """``fn(values, params)`` and its derivative in `values` (elementwise)."""
+  return jax.jvp(lambda v: fn(v, params), (values,), (jnp.ones_like(values),))
 
 
 def _loss_tangent(
@@ -142,26 +130,33 @@ def _loss_tangent(
 ):
   """``[batch]`` tangent of the losses; None tangents are zero."""
   is_target = _target_mask(cosines.shape, labels)
-  # The label column's cosine tangent, as a masked row sum: its transpose is
-  # a select fused into the cotangent, not a scatter into a new array.
-  d_target = None
-  if d_cosines is not None:
-    d_target = jnp.sum(jnp.where(is_target, d_cosines, 0.0), axis=1)
-  logits, d_logits = _partial_jvp(
-    logit_fn, (cosines, params), (d_cosines, d_params)
-  )
-  target_logits, d_target_logits = _partial_jvp(
-    target_logit_fn, (target, params), (d_target, d_params)
-  )
+  logits, logit_slopes = _with_slopes(logit_fn, cosines, params)
+  target_logits, target_slopes = _with_slopes(target_logit_fn, target, params)
   logits = jnp.where(is_target, target_logits[:, None], logits)
-  d_logits = jnp.where(is_target, d_target_logits[:, None], d_logits)
   probabilities = jnp.exp(logits - lse[:, None])
   # d loss / d logit = softmax - one-hot.
-  slopes = jnp.where(is_target, probabilities - 1.0, probabilities)
-  return jnp.sum(slopes * d_logits, axis=1)
+  logit_weights = jnp.where(is_target, probabilities - 1.0, probabilities)
+  tangent = jnp.zeros_like(lse)
+  if d_cosines is not None:
+    # d loss / d cosine as one select of [batch] and elementwise slopes: the
+    # label column's share stays in the same fused loop (no row reduction
+    # and broadcast, no scatter).
+    cosine_slopes = logit_weights * jnp.where(
+      is_target, target_slopes[:, None], logit_slopes
+    )
+    tangent = tangent + jnp.sum(cosine_slopes * d_cosines, axis=1)
+  if d_params is not None:
+    _, d_logits = jax.jvp(
+      lambda p: logit_fn(cosines, p), (params,), (d_params,)
+    )
+    _, d_target_logits = jax.jvp(
+      lambda p: target_logit_fn(target, p), (params,), (d_params,)
+    )
+    d_logits = jnp.where(is_target, d_target_logits[:, None], d_logits)
+    tangent = tangent + jnp.sum(logit_weights * d_logits, axis=1)
+  return tangent
 
 
-@cosine_cross_entropy.defjvp
 def _cosine_cross_entropy_jvp(logit_fn, target_logit_fn, primals, tangents):
   unit_x, unit_w, labels, params = primals
   d_x, d_w, _, d_params = tangents
@@ -192,6 +187,9 @@ def _cosine_cross_entropy_jvp(logit_fn, target_logit_fn, primals, tangents):
   return losses, tangent
 
 
+cosine_cross_entropy.defjvp(_cosine_cross_entropy_jvp, symbolic_zeros=True)
+
+
 def _scaled(cosines: jax.Array, params: tuple[jax.Array, ...]) -> jax.Array:
   return params[0] * cosines
 
@@ -202,7 +200,7 @@ def _cosface_target(target: jax.Array, params) -> jax.Array:
 
 
 def _arcface_shifted(target, margin):
-  r""":math:`\cos(\theta + m)` from :math:`\cos\theta`, and cos m."""
+  r""":math:`\cos(\theta + m)` from :math:`\cos\theta`; cos m and sin m."""
   sine = _pairwise.safe_sqrt(1.0 - target * target)
   cos_margin, sin_margin = jnp.cos(margin), jnp.sin(margin)
   return target * cos_margin - sine * sin_margin, cos_margin, sin_margin

@@ -128,64 +128,16 @@ def multilabel_probabilities(outputs, num_labels, hp) -> jax.Array:
   )
 
 
-def _virtual_softmax(outputs, embeddings, labels, hp, reference):
-  del hp, reference
-  per_example = losses.virtual_softmax_cross_entropy(
-    embeddings, outputs['class_weights'], labels
-  )
-  return per_example, _ones(labels)
+def _proxy_loss(loss_fn, weights_key, *hparam_names):
+  """A LossFn for losses of (embeddings, per-class vectors, labels)."""
 
+  def loss(outputs, embeddings, labels, hp, reference):
+    del reference
+    hparams = {name: hp[name] for name in hparam_names}
+    per_example = loss_fn(embeddings, outputs[weights_key], labels, **hparams)
+    return per_example, _ones(labels)
 
-def _normface(outputs, embeddings, labels, hp, reference):
-  del reference
-  per_example = losses.normalized_softmax_cross_entropy(
-    embeddings, outputs['class_weights'], labels, scale=hp.scale
-  )
-  return per_example, _ones(labels)
-
-
-def _cosface(outputs, embeddings, labels, hp, reference):
-  del reference
-  per_example = losses.cosface_loss(
-    embeddings,
-    outputs['class_weights'],
-    labels,
-    scale=hp.scale,
-    margin=hp.margin,
-  )
-  return per_example, _ones(labels)
-
-
-def _arcface(outputs, embeddings, labels, hp, reference):
-  del reference
-  per_example = losses.arcface_loss(
-    embeddings,
-    outputs['class_weights'],
-    labels,
-    scale=hp.scale,
-    margin=hp.margin,
-  )
-  return per_example, _ones(labels)
-
-
-def _circle_class_level(outputs, embeddings, labels, hp, reference):
-  del reference
-  per_example = losses.circle_loss_class_level(
-    embeddings,
-    outputs['class_weights'],
-    labels,
-    margin=hp.margin,
-    gamma=hp.gamma,
-  )
-  return per_example, _ones(labels)
-
-
-def _vmf(outputs, embeddings, labels, hp, reference):
-  del reference
-  per_example = losses.vmf_cross_entropy(
-    embeddings, outputs['mean_directions'], labels, kappa=hp.kappa
-  )
-  return per_example, _ones(labels)
+  return loss
 
 
 def _center(outputs, embeddings, labels, hp, reference):
@@ -321,14 +273,16 @@ _OBJECTIVES = {
     Objective(
       name='virtual_softmax',
       make_head=lambda c, hp: heads.ClassWeightsHead(c),
-      loss=_virtual_softmax,
+      loss=_proxy_loss(losses.virtual_softmax_cross_entropy, 'class_weights'),
       scores=_logit_scores,
       defaults={},
     ),
     Objective(
       name='normface',
       make_head=lambda c, hp: heads.ClassWeightsHead(c),
-      loss=_normface,
+      loss=_proxy_loss(
+        losses.normalized_softmax_cross_entropy, 'class_weights', 'scale'
+      ),
       scores=_cosine_scores('class_weights'),
       # Wang et al. 2017 (NormFace) use a scale around 16 for few
       # classes; PML's temperature 0.05 is scale 20.
@@ -337,21 +291,23 @@ _OBJECTIVES = {
     Objective(
       name='cosface',
       make_head=lambda c, hp: heads.ClassWeightsHead(c),
-      loss=_cosface,
+      loss=_proxy_loss(losses.cosface_loss, 'class_weights', 'scale', 'margin'),
       scores=_cosine_scores('class_weights'),
       defaults={'scale': 64.0, 'margin': 0.35},  # CosFace paper.
     ),
     Objective(
       name='arcface',
       make_head=lambda c, hp: heads.ClassWeightsHead(c),
-      loss=_arcface,
+      loss=_proxy_loss(losses.arcface_loss, 'class_weights', 'scale', 'margin'),
       scores=_cosine_scores('class_weights'),
       defaults={'scale': 64.0, 'margin': 0.5},  # ArcFace paper.
     ),
     Objective(
       name='circle_class',
       make_head=lambda c, hp: heads.ClassWeightsHead(c),
-      loss=_circle_class_level,
+      loss=_proxy_loss(
+        losses.circle_loss_class_level, 'class_weights', 'margin', 'gamma'
+      ),
       scores=_cosine_scores('class_weights'),
       # Sun et al.'s class-level (face recognition) setting.
       defaults={'margin': 0.25, 'gamma': 256.0},
@@ -359,7 +315,7 @@ _OBJECTIVES = {
     Objective(
       name='vmf',
       make_head=lambda c, hp: heads.MeanDirectionsHead(c),
-      loss=_vmf,
+      loss=_proxy_loss(losses.vmf_cross_entropy, 'mean_directions', 'kappa'),
       scores=_cosine_scores('mean_directions'),
       # kappa is unconfirmed in the paper; the third-party code uses
       # 5-15. Mean directions are re-estimated every epoch by default.
