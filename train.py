@@ -118,14 +118,11 @@ class _LossGuard:
     return float(values[-1])
 
 
-def _update_mean_directions(state, dataset, p_direction_sums, config):
+def _update_mean_directions(state, dataset, steps, config):
   """vMF: mean directions re-estimated from the whole training split."""
   sums = counts = None
-  num_devices = jax.local_device_count()
   for batch in dataset.eval_batches('train', config.eval_batch_size):
-    batch_sums, batch_counts = p_direction_sums(
-      state, steps_lib.shard_for_devices(batch, num_devices)
-    )
+    batch_sums, batch_counts = steps.direction_sums(state, batch)
     sums = batch_sums if sums is None else sums + batch_sums
     counts = batch_counts if counts is None else counts + batch_counts
   previous = state.head_state['head']['mean_directions']
@@ -201,20 +198,23 @@ def train_and_evaluate(
     writer.write_hparams(
       {k: str(v) for k, v in _flatten(config.to_dict()).items()}
     )
-  p_train_step, p_eval_step, p_direction_sums = steps_lib.pmap_steps(
-    objective, hparams, learning_rate_fn, info.num_classes
+  steps = steps_lib.make_steps(
+    objective,
+    hparams,
+    learning_rate_fn,
+    info.num_classes,
+    parallelism=config.parallelism,
   )
   evaluate = functools.partial(
     evaluation_loop.evaluate,
-    p_eval_step=p_eval_step,
+    eval_step=steps.evaluate,
     dataset=dataset,
     objective=objective,
     config=config,
   )
   if vmf_every and start_step == 0:
-    state = _update_mean_directions(state, dataset, p_direction_sums, config)
+    state = _update_mean_directions(state, dataset, steps, config)
 
-  num_devices = jax.local_device_count()
   report_progress = periodic_actions.ReportProgress(
     num_train_steps=num_train_steps, writer=writer
   )
@@ -227,15 +227,13 @@ def train_and_evaluate(
   metrics = {}
   try:
     for step in range(start_step + 1, num_train_steps + 1):
-      batch = steps_lib.shard_for_devices(next(batches), num_devices)
+      batch = next(batches)
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        state, metrics = p_train_step(state, batch)
+        state, metrics = steps.train(state, batch)
       guard.add(step, metrics)
       report_progress(step)
       if vmf_every and step % vmf_every == 0:
-        state = _update_mean_directions(
-          state, dataset, p_direction_sums, config
-        )
+        state = _update_mean_directions(state, dataset, steps, config)
       is_last = step == num_train_steps
       if termination.is_set():
         guard.check(last_checkpoint)

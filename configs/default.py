@@ -25,6 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
   """The default experiment; other configs start from it and override."""
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # 'pmap' (default) or 'shard_map' (jit over a 1-D device mesh); both run
+  # the same per-device step and give the same numbers.
+  config.parallelism = 'pmap'
 
   # Input: every field is documented in input_pipeline/config.py.
   config.input = input_config.default_input_config()

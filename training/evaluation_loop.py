@@ -15,10 +15,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 import evaluation
-from training import steps as steps_lib
 
 
-def collect(p_eval_step, state, dataset, split: str, batch_size: int):
+def collect(eval_step, state, dataset, split: str, batch_size: int):
   """Embeddings, labels and scores of a whole split, on every process.
 
   Returns:
@@ -26,15 +25,9 @@ def collect(p_eval_step, state, dataset, split: str, batch_size: int):
     has them, ``scores`` or ``probabilities``) over all examples of the
     split, padding removed.
   """
-  num_devices = jax.local_device_count()
   parts: dict[str, list[np.ndarray]] = {}
   for batch in dataset.eval_batches(split, batch_size):
-    outputs = p_eval_step(
-      state, steps_lib.shard_for_devices(_model_inputs(batch), num_devices)
-    )
-    outputs = jax.tree.map(
-      lambda x: np.asarray(x).reshape(-1, *x.shape[2:]), outputs
-    )
+    outputs = eval_step(state, _model_inputs(batch))
     outputs['label'] = batch['label']
     mask = batch['mask']
     for key, value in outputs.items():
@@ -66,7 +59,7 @@ def _model_inputs(batch):
 def evaluate(
   state,
   *,
-  p_eval_step,
+  eval_step,
   dataset,
   objective,
   config,
@@ -77,7 +70,7 @@ def evaluate(
 
   Args:
     state: the train state.
-    p_eval_step: the pmapped `steps.eval_step`.
+    eval_step: `steps.ParallelSteps.evaluate`.
     dataset: the `input_pipeline.Dataset`.
     objective: the loss's registry entry.
     config: the experiment config.
@@ -88,7 +81,7 @@ def evaluate(
   Returns:
     A flat dict of metric name -> float (and per-class lists).
   """
-  test = collect(p_eval_step, state, dataset, 'test', config.eval_batch_size)
+  test = collect(eval_step, state, dataset, 'test', config.eval_batch_size)
   results: dict[str, Any] = {}
   if objective.multilabel:
     results.update(
@@ -115,9 +108,7 @@ def evaluate(
     )
   )
   if final and not config.input.class_disjoint:
-    train = collect(
-      p_eval_step, state, dataset, 'train', config.eval_batch_size
-    )
+    train = collect(eval_step, state, dataset, 'train', config.eval_batch_size)
     results['nearest_class_mean_accuracy'] = (
       evaluation.nearest_class_mean_accuracy(
         train['embeddings'], train['label'], embeddings, labels

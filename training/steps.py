@@ -14,14 +14,17 @@ gradient equals the single-device gradient on the global batch.
 """
 
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training import train_state
+from jax.sharding import PartitionSpec as P
 
 import losses
 from models import heads
@@ -186,56 +189,159 @@ def direction_sums_step(
   )
 
 
-def pmap_steps(
-  objective, hparams, learning_rate_fn, num_classes, *, devices=None
-):
-  """The three steps mapped over the local devices with `jax.pmap`.
+PARALLELISMS = ('pmap', 'shard_map')
 
-  The state is passed unreplicated (``in_axes=None``) and comes back
-  unreplicated (``out_axes=None``): every device computes the same update
-  from the summed gradients, so no replicate/unreplicate round trips.
+
+class ParallelSteps(NamedTuple):
+  """The steps mapped over the local devices, taking host batches.
+
+  Attributes:
+    train: (state, batch) -> (state, metrics).
+    evaluate: (state, batch) -> dict of ``[local_batch, ...]`` numpy arrays.
+    direction_sums: (state, batch) -> (sums, counts) over all devices.
   """
-  p_train_step = jax.pmap(
-    functools.partial(
-      train_step,
-      objective=objective,
-      hparams=hparams,
-      learning_rate_fn=learning_rate_fn,
+
+  train: Callable[..., Any]
+  evaluate: Callable[..., Any]
+  direction_sums: Callable[..., Any]
+
+
+def make_steps(
+  objective,
+  hparams,
+  learning_rate_fn,
+  num_classes,
+  *,
+  parallelism: str = 'pmap',
+  devices=None,
+) -> ParallelSteps:
+  """The three steps over `devices` (default: the local devices).
+
+  Both parallelisms run the same per-device functions with the same
+  collectives, so they compute the same numbers:
+
+  - ``'pmap'`` (the default): `jax.pmap`, the state passed unreplicated
+    (``in_axes=None``) and returned unreplicated (``out_axes=None``): every
+    device computes the same update from the summed gradients, so there are
+    no replicate/unreplicate round trips (flax examples/imagenet's form).
+  - ``'shard_map'``: `jax.jit` of `jax.shard_map` over a 1-D device mesh,
+    the batch sharded along it and the state replicated (``P()``), the form
+    JAX recommends for new code (pmap itself is now built on it).
+  """
+  if parallelism not in PARALLELISMS:
+    raise ValueError(
+      f'config.parallelism must be one of {PARALLELISMS}, received '
+      f'{parallelism!r}'
+    )
+  devices = list(devices or jax.local_devices())
+  train = functools.partial(
+    train_step,
+    objective=objective,
+    hparams=hparams,
+    learning_rate_fn=learning_rate_fn,
+  )
+  evaluate = functools.partial(eval_step, objective=objective, hparams=hparams)
+  sums = functools.partial(direction_sums_step, num_classes=num_classes)
+  if parallelism == 'pmap':
+    return _pmap_steps(train, evaluate, sums, devices)
+  return _shard_map_steps(train, evaluate, sums, devices)
+
+
+def _pmap_steps(train, evaluate, sums, devices) -> ParallelSteps:
+  def mapped(fn, out_axes):
+    return jax.pmap(
+      fn,
+      axis_name=AXIS_NAME,
+      in_axes=(None, 0),
+      out_axes=out_axes,
+      devices=devices,
+    )
+
+  p_train = mapped(train, (None, None))
+  p_evaluate = mapped(evaluate, 0)
+  p_sums = mapped(sums, None)
+  num_devices = len(devices)
+
+  def evaluate_batch(state, batch):
+    outputs = p_evaluate(state, shard_for_devices(batch, num_devices))
+    return jax.tree.map(
+      lambda x: np.asarray(x).reshape(-1, *x.shape[2:]), outputs
+    )
+
+  return ParallelSteps(
+    train=lambda state, batch: p_train(
+      state, shard_for_devices(batch, num_devices)
     ),
-    axis_name=AXIS_NAME,
-    in_axes=(None, 0),
-    devices=devices,
-    out_axes=(None, None),
+    evaluate=evaluate_batch,
+    direction_sums=lambda state, batch: p_sums(
+      state, shard_for_devices(batch, num_devices)
+    ),
   )
-  p_eval_step = jax.pmap(
-    functools.partial(eval_step, objective=objective, hparams=hparams),
-    axis_name=AXIS_NAME,
-    in_axes=(None, 0),
-    devices=devices,
-  )
-  p_direction_sums = jax.pmap(
-    functools.partial(direction_sums_step, num_classes=num_classes),
-    axis_name=AXIS_NAME,
-    in_axes=(None, 0),
-    devices=devices,
-    out_axes=None,
-  )
-  return p_train_step, p_eval_step, p_direction_sums
 
 
-def shard_for_devices(batch: dict[str, Any], num_devices: int):
-  """Reshapes host arrays ``[local_batch, ...]`` to ``[devices, per, ...]``."""
+def _shard_map_steps(train, evaluate, sums, devices) -> ParallelSteps:
+  mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS_NAME,))
+  batch_sharding = jax.sharding.NamedSharding(mesh, P(AXIS_NAME))
 
-  def reshape(array):
+  def mapped(fn, out_specs):
+    return jax.jit(
+      # check_vma=False gives pmap's semantics: each device differentiates
+      # its own loss and the step sums gradients with an explicit psum. With
+      # the check on, autodiff would already psum the cotangents of the
+      # replicated parameters, and the explicit psum would count them twice.
+      jax.shard_map(
+        fn,
+        mesh=mesh,
+        in_specs=(P(), P(AXIS_NAME)),
+        out_specs=out_specs,
+        check_vma=False,
+      )
+    )
+
+  s_train = mapped(train, (P(), P()))
+  s_evaluate = mapped(evaluate, P(AXIS_NAME))
+  s_sums = mapped(sums, P())
+
+  def to_global(batch):
+    _check_divisible(batch, len(devices))
+    # Each process holds its slice of the global batch; the mesh spans the
+    # devices of every process.
+    return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(batch_sharding, x),
+      batch,
+    )
+
+  def evaluate_batch(state, batch):
+    outputs = s_evaluate(state, to_global(batch))
+    # This process's rows of the global result.
+    return jax.tree.map(
+      lambda x: np.concatenate(
+        [np.asarray(shard.data) for shard in x.addressable_shards]
+      ),
+      outputs,
+    )
+
+  return ParallelSteps(
+    train=lambda state, batch: s_train(state, to_global(batch)),
+    evaluate=evaluate_batch,
+    direction_sums=lambda state, batch: s_sums(state, to_global(batch)),
+  )
+
+
+def _check_divisible(batch: dict[str, Any], num_devices: int) -> None:
+  for array in jax.tree.leaves(batch):
     if array.shape[0] % num_devices:
       raise ValueError(
         f'The local batch ({array.shape[0]} examples) must be divisible by '
         f'the number of local devices ({num_devices}); change '
-        'config.input.batch_size'
+        'config.input.batch_size or config.eval_batch_size'
       )
-    return array.reshape(num_devices, -1, *array.shape[1:])
 
-  return jax.tree.map(reshape, batch)
+
+def shard_for_devices(batch: dict[str, Any], num_devices: int):
+  """Reshapes host arrays ``[local_batch, ...]`` to ``[devices, per, ...]``."""
+  _check_divisible(batch, num_devices)
+  return jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), batch)
 
 
 def update_mean_directions(state: TrainState, directions) -> TrainState:

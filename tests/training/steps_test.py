@@ -32,7 +32,7 @@ def _batch():
   }
 
 
-def _run(loss_name, devices):
+def _run(loss_name, devices, parallelism='pmap'):
   config = default.get_config()
   config.loss.name = loss_name
   objective = objectives.get_objective(loss_name)
@@ -54,11 +54,15 @@ def _run(loss_name, devices):
   learning_rate_fn = optimizers.create_learning_rate_fn(config.optimizer, 10)
   tx = optimizers.create_optimizer(config.optimizer, learning_rate_fn)
   state = steps_lib.create_train_state(jax.random.key(0), model, (8, 8, 1), tx)
-  p_train_step, _, _ = steps_lib.pmap_steps(
-    objective, hparams, learning_rate_fn, 10, devices=devices
+  steps = steps_lib.make_steps(
+    objective,
+    hparams,
+    learning_rate_fn,
+    10,
+    parallelism=parallelism,
+    devices=devices,
   )
-  batch = steps_lib.shard_for_devices(_batch(), len(devices))
-  new_state, metrics = p_train_step(state, batch)
+  new_state, metrics = steps.train(state, _batch())
   return state, new_state, metrics
 
 
@@ -89,4 +93,19 @@ def test_four_devices_equal_one_device(loss_name):
     lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
     four.batch_stats,
     one.batch_stats,
+  )
+
+
+@pytest.mark.parametrize('loss_name', ['g_softmax', 'circle_pairwise'])
+def test_shard_map_equals_pmap(loss_name):
+  devices = jax.local_devices()[:4]
+  _, pmapped, pmap_metrics = _run(loss_name, devices, 'pmap')
+  _, sharded, shard_metrics = _run(loss_name, devices, 'shard_map')
+  np.testing.assert_allclose(
+    shard_metrics['loss'], pmap_metrics['loss'], rtol=1e-6
+  )
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+    (sharded.params, sharded.batch_stats),
+    (pmapped.params, pmapped.batch_stats),
   )

@@ -169,3 +169,25 @@ def test_missing_catalog_data_fails_fast(tmp_path):
   config = _config(str(tmp_path), **{'input.name': 'mnist'})
   with pytest.raises(FileNotFoundError, match='input_pipeline.prepare'):
     train.train_and_evaluate(config, str(tmp_path / 'work'))
+
+
+def test_shard_map_training_equals_pmap(data_dir, tmp_path):
+  """config.parallelism='shard_map' reaches the pmap run's parameters."""
+  overrides = {
+    'loss.name': 'circle_pairwise',
+    'input.sampler': 'class_balanced',
+  }
+  train.train_and_evaluate(
+    _config(data_dir, **overrides), str(tmp_path / 'pmap')
+  )
+  train.train_and_evaluate(
+    _config(data_dir, parallelism='shard_map', **overrides),
+    str(tmp_path / 'shard_map'),
+  )
+  _, pmap_params = _params(str(tmp_path / 'pmap'))
+  _, shard_params = _params(str(tmp_path / 'shard_map'))
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+    shard_params,
+    pmap_params,
+  )
