@@ -101,7 +101,7 @@ class _LossGuard:
   def check(self, checkpoint_step: int | None) -> float | None:
     if not self._pending:
       return None
-    values = jax.device_get([loss for _, loss in self._pending])
+    values = steps_lib.to_host([loss for _, loss in self._pending])
     for (step, _), value in zip(self._pending, values, strict=True):
       if not np.isfinite(value):
         where = (
@@ -261,7 +261,10 @@ def train_and_evaluate(
         )
         writer.write_scalars(
           step,
-          {f'train/{k}': float(v) for k, v in jax.device_get(metrics).items()},
+          {
+            f'train/{k}': float(v)
+            for k, v in steps_lib.to_host(metrics).items()
+          },
         )
       if step % config.checkpoint_every_steps == 0 or is_last:
         guard.check(last_checkpoint)
@@ -320,6 +323,25 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
   'workdir', None, 'Directory for checkpoints, logs, results and plots.'
 )
+_COORDINATOR = flags.DEFINE_string(
+  'coordinator_address',
+  None,
+  'host:port of process 0, to join a multi-process run (several GPU hosts, '
+  'or several processes on one machine). Leave unset on TPU pods and under '
+  'SLURM with --distributed, where JAX finds its peers itself.',
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  'num_processes', None, 'Number of processes of a multi-process run.'
+)
+_PROCESS_ID = flags.DEFINE_integer(
+  'process_id', None, "This process's index in a multi-process run."
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+  'distributed',
+  False,
+  'Join a multi-process run with the cluster settings JAX detects (TPU pod '
+  'slices, SLURM); implied by --coordinator_address.',
+)
 
 
 class _QuietLibraries(logging_lib.Filter):
@@ -339,6 +361,14 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietLibraries())
   tfds.disable_progress_bar()
+  if _COORDINATOR.value or _DISTRIBUTED.value:
+    # Before anything touches a device: the backend starts with the global
+    # device list.
+    jax.distributed.initialize(
+      coordinator_address=_COORDINATOR.value,
+      num_processes=_NUM_PROCESSES.value,
+      process_id=_PROCESS_ID.value,
+    )
   # Hide accelerators from TensorFlow (pulled in by clu's TensorBoard
   # writer): otherwise it may reserve GPU memory that JAX needs.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

@@ -13,10 +13,11 @@ import signal
 import threading
 from typing import Any
 
-import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
+
+from training import steps as steps_lib
 
 # Config fields that change what a checkpoint's arrays mean; everything else
 # (step counts, logging, evaluation) may differ between a run and its resume.
@@ -129,7 +130,7 @@ class Checkpointer:
     Multi-process runs must pass host-global or numpy arrays (orbax refuses
     host-local device arrays there); the state is fetched to the host first.
     """
-    host_state = jax.device_get(state)
+    host_state = steps_lib.to_host(state)
     self._manager.save(
       step,
       args=ocp.args.Composite(

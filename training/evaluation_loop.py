@@ -15,6 +15,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 import evaluation
+from training import steps as steps_lib
 
 
 def collect(eval_step, state, dataset, split: str, batch_size: int):
@@ -95,7 +96,7 @@ def evaluate(
   results.update(evaluation.feature_geometry(embeddings, labels))
   if objective.name == 'g_softmax':
     # Luo et al.'s measures from the learned per-class Gaussians.
-    head = jax.device_get(state.params['head'])
+    head = steps_lib.to_host(state.params['head'])
     results['gaussian_compactness'] = float(
       np.mean(evaluation.gaussian_compactness(head['sigma']))
     )

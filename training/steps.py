@@ -233,7 +233,9 @@ def make_steps(
       f'config.parallelism must be one of {PARALLELISMS}, received '
       f'{parallelism!r}'
     )
-  devices = list(devices or jax.local_devices())
+  # All devices of all processes: collectives must span the global batch.
+  # Each process feeds its local devices.
+  devices = list(devices or jax.devices())
   train = functools.partial(
     train_step,
     objective=objective,
@@ -260,7 +262,9 @@ def _pmap_steps(train, evaluate, sums, devices) -> ParallelSteps:
   p_train = mapped(train, (None, None))
   p_evaluate = mapped(evaluate, 0)
   p_sums = mapped(sums, None)
-  num_devices = len(devices)
+  num_devices = len(
+    [d for d in devices if d.process_index == jax.process_index()]
+  )
 
   def evaluate_batch(state, batch):
     outputs = p_evaluate(state, shard_for_devices(batch, num_devices))
@@ -303,7 +307,7 @@ def _shard_map_steps(train, evaluate, sums, devices) -> ParallelSteps:
   s_sums = mapped(sums, P())
 
   def to_global(batch):
-    _check_divisible(batch, len(devices))
+    _check_divisible(batch, len(mesh.local_devices))
     # Each process holds its slice of the global batch; the mesh spans the
     # devices of every process.
     return jax.tree.map(
@@ -342,6 +346,22 @@ def shard_for_devices(batch: dict[str, Any], num_devices: int):
   """Reshapes host arrays ``[local_batch, ...]`` to ``[devices, per, ...]``."""
   _check_divisible(batch, num_devices)
   return jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), batch)
+
+
+def to_host(tree: Any) -> Any:
+  """Numpy copies of replicated values (this process's first replica).
+
+  In a multi-process run a replicated array spans devices of other
+  processes, which `jax.device_get` refuses; every process holds a whole
+  replica, so its first local shard is the value.
+  """
+
+  def fetch(x):
+    if isinstance(x, jax.Array):
+      return np.asarray(x.addressable_data(0))
+    return x
+
+  return jax.tree.map(fetch, tree)
 
 
 def update_mean_directions(state: TrainState, directions) -> TrainState:
