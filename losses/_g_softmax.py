@@ -218,9 +218,11 @@ def g_softmax_cross_entropy(
 # The derivative is written by hand, as a JVP (so forward and reverse mode
 # both work). On CPU each [batch, num_classes] array written to memory costs
 # about as much as the arithmetic on it, and autodiff of shift + softmax
-# cross-entropy writes six; this rule keeps only the logits (the caller's
-# anyway) and the per-row log-sum-exp, and recomputes the shift and the
-# softmax in the backward pass in the loop that applies the cotangent.
+# cross-entropy writes five (shifted logits, exponentials, softmax, one-hot
+# scatter, chain rule through the CDF). This rule keeps only the logits (the
+# caller's anyway) and the per-row log-sum-exp, and recomputes the shift and
+# the softmax in the backward pass, in the loop that applies the cotangent:
+# two arrays in all, the shifted logits forward and the logit cotangent.
 @jax.custom_jvp
 def _cross_entropy(logits, labels, mu, sigma, scale):
   """``[batch]`` G-softmax cross-entropy of `logits` in the compute dtype."""

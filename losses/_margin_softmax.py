@@ -10,10 +10,11 @@ product, a select and a log-sum-exp, as for plain softmax cross-entropy.
 `cosine_cross_entropy` (shared with the class-level Circle loss) has a
 hand-written derivative: on CPU each ``[batch, num_classes]`` array written
 to memory costs about as much as the arithmetic on it, and autodiff of the
-select / log-sum-exp chain writes several (logits, exponentials, softmax,
-one-hot scatter). The rule keeps only the cosines and per-row statistics
-and recomputes the softmax in the backward pass, fused with the cotangent,
-so the backward pass writes one ``[batch, num_classes]`` array.
+select / log-sum-exp chain writes five besides the cosines (logits,
+exponentials, softmax, its select, one-hot scatter). The rule keeps only
+the cosines and per-row statistics and recomputes the softmax in the
+backward pass, fused with the cotangent: one array forward (the logits) and
+one backward (the cosine cotangent).
 """
 
 import functools
