@@ -317,34 +317,44 @@ def _format_seconds(seconds: float) -> str:
   return f'{seconds // 60}m{seconds % 60:02d}s'
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-  'config', None, 'Experiment config file.', lock_config=True
-)
-_WORKDIR = flags.DEFINE_string(
-  'workdir', None, 'Directory for checkpoints, logs, results and plots.'
-)
-_COORDINATOR = flags.DEFINE_string(
-  'coordinator_address',
-  None,
-  'host:port of process 0, to join a multi-process run (several GPU hosts, '
-  'or several processes on one machine). Leave unset on TPU pods and under '
-  'SLURM with --distributed, where JAX finds its peers itself.',
-)
-_NUM_PROCESSES = flags.DEFINE_integer(
-  'num_processes', None, 'Number of processes of a multi-process run.'
-)
-_PROCESS_ID = flags.DEFINE_integer(
-  'process_id', None, "This process's index in a multi-process run."
-)
-_DISTRIBUTED = flags.DEFINE_bool(
-  'distributed',
-  False,
-  'Join a multi-process run with the cluster settings JAX detects (TPU pod '
-  'slices, SLURM); implied by --coordinator_address.',
-)
+FLAGS = flags.FLAGS
 
 
-class _QuietLibraries(logging_lib.Filter):
+def define_flags() -> None:
+  """The command line of `python train.py`.
+
+  Defined on demand rather than at import, so that other programs (the
+  loss comparison, notebooks) can import `train_and_evaluate` next to
+  flags of their own with the same names.
+  """
+  config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config file.', lock_config=True
+  )
+  flags.DEFINE_string(
+    'workdir', None, 'Directory for checkpoints, logs, results and plots.'
+  )
+  flags.DEFINE_string(
+    'coordinator_address',
+    None,
+    'host:port of process 0, to join a multi-process run (several GPU hosts, '
+    'or several processes on one machine). Leave unset on TPU pods and under '
+    'SLURM with --distributed, where JAX finds its peers itself.',
+  )
+  flags.DEFINE_integer(
+    'num_processes', None, 'Number of processes of a multi-process run.'
+  )
+  flags.DEFINE_integer(
+    'process_id', None, "This process's index in a multi-process run."
+  )
+  flags.DEFINE_bool(
+    'distributed',
+    False,
+    'Join a multi-process run with the cluster settings JAX detects (TPU pod '
+    'slices, SLURM); implied by --coordinator_address.',
+  )
+
+
+class QuietLibraries(logging_lib.Filter):
   """Drops the INFO chatter of orbax, tfds and grain (every save, restore
   and file read); their warnings and errors still show."""
 
@@ -356,33 +366,38 @@ class _QuietLibraries(logging_lib.Filter):
     return not any(part in record.pathname for part in self._NOISY)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_QuietLibraries())
-  tfds.disable_progress_bar()
-  if _COORDINATOR.value or _DISTRIBUTED.value:
-    # Before anything touches a device: the backend starts with the global
-    # device list.
-    jax.distributed.initialize(
-      coordinator_address=_COORDINATOR.value,
-      num_processes=_NUM_PROCESSES.value,
-      process_id=_PROCESS_ID.value,
-    )
-  # Hide accelerators from TensorFlow (pulled in by clu's TensorBoard
-  # writer): otherwise it may reserve GPU memory that JAX needs.
+def hide_accelerators_from_tensorflow() -> None:
+  """Keeps TensorFlow (pulled in by clu's TensorBoard writer) off the GPUs:
+  otherwise it may reserve GPU memory that JAX needs."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   tf.config.experimental.set_visible_devices([], 'GPU')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(QuietLibraries())
+  tfds.disable_progress_bar()
+  if FLAGS.coordinator_address or FLAGS.distributed:
+    # Before anything touches a device: the backend starts with the global
+    # device list.
+    jax.distributed.initialize(
+      coordinator_address=FLAGS.coordinator_address,
+      num_processes=FLAGS.num_processes,
+      process_id=FLAGS.process_id,
+    )
+  hide_accelerators_from_tensorflow()
   logging.info(
     'JAX process %d/%d, local devices: %s',
     jax.process_index(),
     jax.process_count(),
     jax.local_devices(),
   )
-  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == '__main__':
+  define_flags()
   flags.mark_flags_as_required(['config', 'workdir'])
   app.run(main)

@@ -9,8 +9,14 @@ to every floating input, next to its GEMM skeleton measured in the same run:
   ``[batch, dim] x [dim, classes]`` product.
 
 Memory is XLA's compiled temporary allocation
-(``.lower().compile().memory_analysis().temp_size_in_bytes``), so the 64k
-skeleton row reports what the dense form would need without running it.
+(``.lower().compile().memory_analysis().temp_size_in_bytes``).
+
+A second table sweeps the pair-wise losses from B = 1k to 64k, dense and
+with row blocks (``block_size``), so that the growth of time and memory
+with the batch is visible: the dense form's memory grows as B², the
+blocked form's as B × block_size. A dense case whose compiled memory
+exceeds ``--max_dense_gib`` is compiled (to report what it would need) but
+not run.
 
 Run: ``make bench`` or ``python -m benchmarks.losses [--quick]``.
 """
@@ -34,10 +40,19 @@ _QUICK = flags.DEFINE_bool(
   'quick', False, 'Small sizes only (no 64k rows); for a smoke run.'
 )
 _REPS = flags.DEFINE_integer('reps', 9, 'Timed repetitions per case.')
-_HUGE_BATCH = flags.DEFINE_integer(
-  'huge_batch', 65536, 'Batch of the memory-bounded (blocked) rows.'
-)
 _BLOCK = flags.DEFINE_integer('block_size', 1024, 'Rows per block.')
+_SWEEP = flags.DEFINE_list(
+  'sweep_batches',
+  ['1024', '2048', '4096', '8192', '16384', '32768', '65536'],
+  'Batch sizes of the pair-wise sweep (dense and blocked); empty: no sweep.',
+)
+_MAX_DENSE_GIB = flags.DEFINE_float(
+  'max_dense_gib',
+  4.0,
+  'The sweep runs the dense form only where its compiled temporary memory '
+  'is below this; above, it reports the memory it would need.',
+)
+_SWEEP_REPS = flags.DEFINE_integer('sweep_reps', 3, 'Timed runs per sweep row.')
 
 _MIB = 2**20
 
@@ -50,7 +65,8 @@ def _compile(fn: Callable, *args):
 
 
 def _time(compiled, *args, reps: int) -> float:
-  jax.block_until_ready(compiled(*args))  # warm-up
+  if reps > 1:  # A single run is a long one: its warm-up costs as much.
+    jax.block_until_ready(compiled(*args))
   times = []
   for _ in range(reps):
     start = time.perf_counter()
@@ -145,34 +161,26 @@ def _format(value, digits=1):
   return 'n/a' if value is None else f'{value:.{digits}f}'
 
 
-def _benchmark_pairwise(batch, dim, block_size, reps, rows, run_skeleton=True):
+def _benchmark_pairwise(batch, dim, block_size, reps, rows):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((batch, dim)), jnp.float32)
   num_classes = max(batch // 8, 2)
   y = jnp.asarray(rng.integers(0, num_classes, batch), jnp.int32)
-  r = jax.ShapeDtypeStruct((batch, batch), jnp.float32)
+  r = jnp.asarray(rng.standard_normal((batch, batch)), jnp.float32)
   skeleton = jax.value_and_grad(_pairwise_skeleton)
   skeleton_compiled, skeleton_temp = _compile(skeleton, x, r)
-  if run_skeleton:
-    r = jnp.asarray(rng.standard_normal((batch, batch)), jnp.float32)
   for name, loss_fn in _pairwise_cases(block_size).items():
-    fn = _grad_all(loss_fn, (0,))
-    compiled, temp = _compile(fn, x, y)
-    if run_skeleton:
-      seconds, skeleton_seconds = _time_interleaved(
-        compiled, (x, y), skeleton_compiled, (x, r), reps
-      )
-      ratio = seconds / skeleton_seconds
-    else:
-      seconds = _time(compiled, x, y, reps=reps)
-      skeleton_seconds = ratio = None
+    compiled, temp = _compile(_grad_all(loss_fn, (0,)), x, y)
+    seconds, skeleton_seconds = _time_interleaved(
+      compiled, (x, y), skeleton_compiled, (x, r), reps
+    )
     rows.append(
       (
         name,
         f'B={batch} D={dim}' + (f' block={block_size}' if block_size else ''),
         _format(seconds * 1e3),
-        _format(None if skeleton_seconds is None else skeleton_seconds * 1e3),
-        _format(ratio, 2),
+        _format(skeleton_seconds * 1e3),
+        _format(seconds / skeleton_seconds, 2),
         _format(temp / _MIB if temp is not None else None),
         _format(skeleton_temp / _MIB if skeleton_temp is not None else None),
       )
@@ -218,6 +226,50 @@ def _benchmark_classification(batch, dim, num_classes, reps, rows):
     )
 
 
+def _sweep_pairwise(batches, dim, block_size, reps, max_dense_bytes):
+  """Time and temporary memory of each pair-wise loss, dense and blocked.
+
+  Returns:
+    Markdown rows: loss, batch, then time (ms) and temporary memory (MiB)
+    of the dense and of the blocked form.
+  """
+  rows = []
+  for batch in batches:
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((batch, dim)), jnp.float32)
+    num_classes = max(batch // 8, 2)
+    y = jnp.asarray(rng.integers(0, num_classes, batch), jnp.int32)
+    dense_cases = _pairwise_cases(None)
+    blocked_cases = _pairwise_cases(block_size)
+    for name in dense_cases:
+      cells = [name, str(batch)]
+      for loss_fn in (dense_cases[name], blocked_cases[name]):
+        compiled, temp = _compile(_grad_all(loss_fn, (0,)), x, y)
+        if (
+          temp is not None
+          and temp > max_dense_bytes
+          and loss_fn is (dense_cases[name])
+        ):
+          cells += ['not run', _format(temp / _MIB, 0)]
+          continue
+        seconds = _time(compiled, x, y, reps=reps)
+        cells += [
+          _format(seconds * 1e3),
+          _format(None if temp is None else temp / _MIB, 0),
+        ]
+        del compiled
+      rows.append(tuple(cells))
+      print('| ' + ' | '.join(cells) + ' |', flush=True)
+  return rows
+
+
+def _print_table(header, rows):
+  print('| ' + ' | '.join(header) + ' |')
+  print('|' + '---|' * len(header))
+  for row in rows:
+    print('| ' + ' | '.join(row) + ' |')
+
+
 def main(argv):
   del argv
   reps = _REPS.value
@@ -230,14 +282,6 @@ def main(argv):
   else:
     _benchmark_pairwise(4096, 128, _BLOCK.value, reps, rows)
     _benchmark_classification(4096, 512, 1000, reps, rows)
-    _benchmark_pairwise(
-      _HUGE_BATCH.value,
-      128,
-      _BLOCK.value,
-      1,
-      rows,
-      run_skeleton=False,
-    )
   header = (
     'loss',
     'shape',
@@ -252,12 +296,36 @@ def main(argv):
     f'({cpuinfo.get_cpu_info()["brand_raw"]}, '
     f'{os.cpu_count()} cores), '
     f'{jax.device_count()} device(s); median of {reps} runs, each loss '
-    'alternating with its skeleton (1 run for the 64k rows)\n'
+    'alternating with its skeleton\n'
   )
-  print('| ' + ' | '.join(header) + ' |')
-  print('|' + '---|' * len(header))
-  for row in rows:
-    print('| ' + ' | '.join(row) + ' |')
+  _print_table(header, rows)
+
+  batches = [int(b) for b in _SWEEP.value]
+  if _QUICK.value:
+    batches = [b for b in batches if b <= 2048]
+  if not batches:
+    return
+  print(
+    f'\nPair-wise sweep, D=128, blocks of {_BLOCK.value} rows; median of '
+    f'{_SWEEP_REPS.value} runs (1 above B=16384); dense form run only '
+    f'below {_MAX_DENSE_GIB.value} GiB of temporary memory\n',
+    flush=True,
+  )
+  sweep_header = (
+    'loss',
+    'B',
+    'dense ms',
+    'dense temp MiB',
+    'blocked ms',
+    'blocked temp MiB',
+  )
+  print('| ' + ' | '.join(sweep_header) + ' |')
+  print('|' + '---|' * len(sweep_header), flush=True)
+  small = [b for b in batches if b <= 16384]
+  large = [b for b in batches if b > 16384]
+  max_dense_bytes = _MAX_DENSE_GIB.value * 2**30
+  _sweep_pairwise(small, 128, _BLOCK.value, _SWEEP_REPS.value, max_dense_bytes)
+  _sweep_pairwise(large, 128, _BLOCK.value, 1, max_dense_bytes)
 
 
 if __name__ == '__main__':

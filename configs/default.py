@@ -87,4 +87,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 256
   config.retrieval_ks = (1, 2, 4, 8)
   config.write_plots = True
+  # Save the final test embeddings and labels (test_features.npz).
+  config.write_features = True
   return config

@@ -52,3 +52,33 @@ def test_config_builds(module_name, loss):
     assert config.input.sampler == 'class_balanced'
   # Every None hyperparameter resolves to the loss's paper default.
   objectives.resolve_hparams(objective, config.loss)
+
+
+_COMPARISONS = sorted(
+  os.path.splitext(os.path.basename(path))[0]
+  for path in glob.glob(os.path.join(_CONFIG_DIR, 'compare', '*.py'))
+  if not os.path.basename(path).startswith('_')
+)
+
+
+@pytest.mark.parametrize('module_name', _COMPARISONS)
+@pytest.mark.parametrize('mode', ['full', 'quick', 'smoke'])
+def test_comparison_config_plans_valid_runs(module_name, mode, tmp_path):
+  # Imported here: the comparison runner is a benchmark, not a library.
+  from benchmarks import compare
+
+  module = importlib.import_module(f'configs.compare.{module_name}')
+  config = module.get_config(mode)
+  runs = compare.plan(config, str(tmp_path))
+  assert len(runs) == sum(
+    len(task.losses) * len(config.seeds) for task in config.tasks.values()
+  )
+  for run in runs:
+    experiment = compare.experiment_config(
+      config.tasks[run.task], run.loss, run.seed
+    )
+    assert experiment.loss.name == run.loss
+    assert experiment.seed == run.seed
+    objectives.resolve_hparams(
+      objectives.get_objective(run.loss), experiment.loss
+    )

@@ -76,8 +76,9 @@ def evaluate(
     objective: the loss's registry entry.
     config: the experiment config.
     final: also compute the end-of-run extras (nearest-class-mean accuracy
-      from the training split) and write plots to `workdir`.
-    workdir: where plots go.
+      from the training split) and write the test features
+      (``test_features.npz``) and plots to `workdir`.
+    workdir: where features and plots go.
 
   Returns:
     A flat dict of metric name -> float (and per-class lists).
@@ -114,6 +115,14 @@ def evaluate(
       evaluation.nearest_class_mean_accuracy(
         train['embeddings'], train['label'], embeddings, labels
       )
+    )
+  if final and workdir and config.write_features and jax.process_index() == 0:
+    # The test features themselves, for figures across runs (e.g. the
+    # comparison's grid) without re-running the model.
+    np.savez_compressed(
+      os.path.join(workdir, 'test_features.npz'),
+      embeddings=embeddings,
+      labels=labels,
     )
   if final and workdir and config.write_plots and jax.process_index() == 0:
     names = dataset.info.class_names

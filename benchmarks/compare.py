@@ -1,0 +1,248 @@
+r"""Trains every loss of a comparison config and writes its results table.
+
+  make compare                 # configs/compare/digits.py, < 30 min
+  make compare QUICK=1         # one seed, fewer epochs, < 5 min
+  python -m benchmarks.compare --config=configs/compare/digits.py \
+    --workdir=runs/compare --jobs=2
+
+A comparison config (configs/compare/digits.py) lists tasks; each names an
+experiment config module, the losses and the metric columns. Every
+(task, loss, seed) run is an ordinary `train.train_and_evaluate` in its own
+workdir, so a rerun skips finished runs and resumes interrupted ones. The
+results go to ``<results_dir>/<name>.md`` with two figures beside it (see
+`benchmarks.compare_report`).
+
+For a catalog data set, write a comparison config whose tasks name its
+experiment configs (configs/mnist.py, configs/retrieval.py, ...) after
+preparing the data (`python -m input_pipeline.prepare`).
+"""
+
+import concurrent.futures
+import dataclasses
+import importlib
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from benchmarks import compare_report
+
+_CONFIG = config_flags.DEFINE_config_file(
+  'config',
+  'configs/compare/digits.py',
+  'Comparison config; configs/compare/digits.py:quick for the quick mode.',
+  lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string(
+  'workdir', 'runs/compare', 'One workdir per run goes under this folder.'
+)
+_JOBS = flags.DEFINE_integer(
+  'jobs',
+  1,
+  'Runs trained at once, each in its own process. On CPU, 2 single-'
+  'threaded runs on 2 cores finish sooner than 1 run using both (the '
+  "models are too small to keep two threads busy); then the tables' times "
+  'are single-threaded times.',
+)
+
+# What each run records beside train.py's results.json.
+_RUN_RECORD = 'comparison_run.json'
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One training run of the comparison."""
+
+  task: str
+  loss: str
+  seed: int
+  workdir: str
+
+
+def experiment_config(
+  task: ml_collections.ConfigDict, loss: str, seed: int
+) -> ml_collections.ConfigDict:
+  """The training config of one run: the task's experiment, overridden."""
+  module = importlib.import_module(task.experiment)
+  config = module.get_config(loss)
+  config.update(task.overrides)
+  config.seed = seed
+  return config
+
+
+def plan(config: ml_collections.ConfigDict, workdir: str) -> list[Run]:
+  """Every run of the comparison, in table order."""
+  _validate(config)
+  return [
+    Run(
+      task_name, loss, seed, os.path.join(workdir, task_name, loss, str(seed))
+    )
+    for task_name, task in config.tasks.items()
+    for loss in task.losses
+    for seed in config.seeds
+  ]
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
+  # Fail on a misspelt loss or module before hours of training, not at the
+  # run that needs it.
+  from training import objectives  # pylint: disable=g-import-not-at-top
+
+  if not config.seeds:
+    raise ValueError('config.seeds must list at least one seed, received ()')
+  if not config.tasks:
+    raise ValueError('config.tasks must hold at least one task, received none')
+  known = objectives.names()
+  for task_name, task in config.tasks.items():
+    try:
+      importlib.import_module(task.experiment)
+    except ImportError as error:
+      raise ValueError(
+        f'config.tasks.{task_name}.experiment must name an importable config '
+        f'module, received {task.experiment!r} ({error})'
+      ) from error
+    unknown = [loss for loss in task.losses if loss not in known]
+    if unknown:
+      raise ValueError(
+        f'config.tasks.{task_name}.losses must be names from {known}, '
+        f'received unknown {unknown}'
+      )
+  if config.figure_task and config.figure_task not in config.tasks:
+    raise ValueError(
+      f'config.figure_task must be one of {list(config.tasks)} or empty, '
+      f'received {config.figure_task!r}'
+    )
+
+
+def _train(config_json: str, run: Run) -> dict[str, Any]:
+  """Trains one run (in this or a worker process) and records its time."""
+  # Imported here so that worker processes pay for the training stack once
+  # and the parent's `--help` stays fast.
+  import train  # pylint: disable=g-import-not-at-top
+
+  train.hide_accelerators_from_tensorflow()
+  comparison = ml_collections.ConfigDict(json.loads(config_json))
+  config = experiment_config(comparison.tasks[run.task], run.loss, run.seed)
+  start = time.perf_counter()
+  metrics = train.train_and_evaluate(config, run.workdir)
+  seconds = time.perf_counter() - start
+  record = {
+    'task': run.task,
+    'loss': run.loss,
+    'seed': run.seed,
+    'seconds': seconds,
+    'metrics': metrics,
+    'hparams': _hparams(config),
+  }
+  with open(os.path.join(run.workdir, _RUN_RECORD), 'w') as file:
+    json.dump(record, file, indent=2, default=float)
+  return record
+
+
+def _hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  from training import objectives  # pylint: disable=g-import-not-at-top
+
+  objective = objectives.get_objective(config.loss.name)
+  return dict(objectives.resolve_hparams(objective, config.loss))
+
+
+def finished_record(run: Run) -> dict[str, Any] | None:
+  """The recorded result of a run that already finished, if any."""
+  path = os.path.join(run.workdir, _RUN_RECORD)
+  if not os.path.exists(path):
+    return None
+  with open(path) as file:
+    return json.load(file)
+
+
+def _worker_environment() -> None:
+  # One thread per run: with --jobs runs sharing the cores, extra threads
+  # per run only contend.
+  flags_now = os.environ.get('XLA_FLAGS', '')
+  os.environ['XLA_FLAGS'] = (
+    f'{flags_now} --xla_cpu_multi_thread_eigen=false '
+    'intra_op_parallelism_threads=1'
+  ).strip()
+
+
+def run_all(
+  config: ml_collections.ConfigDict, workdir: str, *, jobs: int = 1
+) -> list[dict[str, Any]]:
+  """Trains every unfinished run; returns every run's record in plan order."""
+  if jobs < 1:
+    raise ValueError(f'jobs must be >= 1, received {jobs}')
+  runs = plan(config, workdir)
+  records: dict[Run, dict[str, Any]] = {}
+  pending = []
+  for run in runs:
+    record = finished_record(run)
+    if record is None:
+      pending.append(run)
+    else:
+      records[run] = record
+  logging.info(
+    '%d runs: %d finished before, %d to train.',
+    len(runs),
+    len(records),
+    len(pending),
+  )
+  config_json = config.to_json()
+  for run, record in _train_pending(config_json, pending, jobs):
+    records[run] = record
+    logging.info(
+      '[%d/%d] %s %s seed %d: %.0f s | %s',
+      len(records),
+      len(runs),
+      run.task,
+      run.loss,
+      run.seed,
+      record['seconds'],
+      compare_report.headline(record['metrics']),
+    )
+  return [records[run] for run in runs]
+
+
+def _train_pending(
+  config_json: str, pending: list[Run], jobs: int
+) -> Iterator[tuple[Run, dict[str, Any]]]:
+  if jobs == 1 or len(pending) <= 1:
+    for run in pending:
+      yield run, _train(config_json, run)
+    return
+  _worker_environment()
+  # 'spawn': a fresh interpreter per worker; forking a process that has
+  # started JAX's threads is unsafe.
+  context = multiprocessing.get_context('spawn')
+  with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+    futures = {pool.submit(_train, config_json, run): run for run in pending}
+    for future in concurrent.futures.as_completed(futures):
+      yield futures[future], future.result()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  import train  # pylint: disable=g-import-not-at-top
+
+  logging.get_absl_handler().addFilter(train.QuietLibraries())
+  config = _CONFIG.value
+  start = time.perf_counter()
+  records = run_all(config, _WORKDIR.value, jobs=_JOBS.value)
+  paths = compare_report.write(
+    config, records, workdir=_WORKDIR.value, jobs=_JOBS.value
+  )
+  logging.info(
+    'Comparison done in %.1f min; wrote %s',
+    (time.perf_counter() - start) / 60,
+    ', '.join(paths),
+  )
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,1 @@
+"""Comparison configs: every loss against softmax, one file per data set."""
