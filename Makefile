@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= test,bench
 
-.PHONY: install test lint format train bench clean
+.PHONY: install test lint format train bench bench-pml compare clean
 
 install: $(STAMP)
 
@@ -30,8 +30,35 @@ format: $(STAMP)
 train: $(STAMP)
 	$(PY) train.py --config=configs/default.py --workdir=runs/default
 
+# The benchmark suite (tables recorded in benchmarks/README.md).
 bench: $(STAMP)
 	$(PY) -m benchmarks.losses
+	$(PY) -m benchmarks.train_throughput
+
+# Every loss against softmax on digits, 3 seeds (results/digits.md);
+# QUICK=1: one seed, 10 epochs, written under runs/compare_quick.
+JOBS ?= 2
+COMPARE_MODE := $(if $(QUICK),:quick,)
+COMPARE_DIR := runs/compare$(if $(QUICK),_quick,)
+compare: $(STAMP)
+	$(PY) -m benchmarks.compare --jobs=$(JOBS) \
+	  --config=configs/compare/digits.py$(COMPARE_MODE) \
+	  --workdir=$(COMPARE_DIR)
+
+# The comparison with pytorch-metric-learning needs torch (about 1.2 GB), so
+# it gets its own venv and never enters .venv (the one CI installs).
+PML_VENV := .venv-pml
+PML_PY := $(PML_VENV)/bin/python
+PML_STAMP := $(PML_VENV)/.installed-stamp
+
+$(PML_STAMP): setup.cfg pyproject.toml
+	test -x $(PML_PY) || $(PYTHON) -m venv $(PML_VENV)
+	$(PML_PY) -m pip install --quiet --upgrade pip
+	$(PML_PY) -m pip install --quiet -e '.[bench,pml]'
+	touch $(PML_STAMP)
+
+bench-pml: $(PML_STAMP)
+	$(PML_PY) -m benchmarks.compare_pml
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PML_VENV) *.egg-info .pytest_cache .ruff_cache

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import jax
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -225,9 +226,26 @@ def _train_pending(
       yield futures[future], future.result()
 
 
+def use_compilation_cache(directory: str) -> None:
+  """JAX's persistent compilation cache, for this process and its workers.
+
+  The seeds of one (task, loss) compile identical programs; with the cache
+  only the first seed pays for compilation (seconds per program on CPU).
+  """
+  settings = {
+    'jax_compilation_cache_dir': directory,
+    'jax_persistent_cache_min_compile_time_secs': 0,
+    'jax_persistent_cache_min_entry_size_bytes': 0,
+  }
+  for name, value in settings.items():
+    os.environ[name.upper()] = str(value)  # Read by spawned workers.
+    jax.config.update(name, value)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  use_compilation_cache(os.path.join(_WORKDIR.value, 'compilation_cache'))
   import train  # pylint: disable=g-import-not-at-top
 
   logging.get_absl_handler().addFilter(train.QuietLibraries())

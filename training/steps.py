@@ -53,7 +53,10 @@ def create_train_state(
 ) -> TrainState:
   """Initialises the model on a dummy batch of 2 images."""
   dummy = jnp.zeros((2, *image_shape), jnp.float32)
-  variables = model.init(rng, dummy, train=False)
+  # Compiled as one program: run eagerly, every initialiser and layer is a
+  # compilation of its own (about 100 for LeNet++, seconds on a CPU).
+  init = jax.jit(functools.partial(model.init, train=False))
+  variables = init(rng, dummy)
   return TrainState.create(
     apply_fn=model.apply,
     params=variables['params'],

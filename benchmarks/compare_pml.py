@@ -1,0 +1,642 @@
+r"""discfeat's losses against pytorch-metric-learning (PML): values and speed.
+
+For every loss both libraries have, the same float32 inputs go through
+discfeat (JAX) and PML (PyTorch, CPU) with the same hyperparameters (PML's
+defaults, mapped to our conventions) and the same class weights:
+
+- `circle_loss_pairwise` against `losses.CircleLoss`;
+- `batch_hard_triplet_loss` on L2-normalised embeddings against
+  `losses.TripletMarginLoss` on the triplets of `miners.BatchHardMiner`;
+- `normalized_softmax_cross_entropy` against `losses.NormalizedSoftmaxLoss`;
+- `cosface_loss` against `losses.CosFaceLoss`;
+- `arcface_loss` against `losses.ArcFaceLoss`.
+
+Each row first checks that the two agree: the relative difference of the
+reduced loss and of the gradients (w.r.t. the embeddings and, for the proxy
+losses, the class weights); "agree" means both are below 1e-4. Then it times
+forward + backward of the two, alternating, at the same shapes and thread
+count: ``jax.jit(jax.value_and_grad(reduced loss))`` against PML's
+``loss(...).backward()``. The reduction on our side is PML's: the mean for the
+proxy losses (``MeanReducer``), the mean over the anchors with a non-zero loss
+for Circle and triplet (``AvgNonZeroReducer``).
+
+Conventions mapped (PML 2.9.0):
+
+- ``ArcFaceLoss(margin=...)`` is in degrees (default 28.6); ours is in
+  radians.
+- ``NormalizedSoftmaxLoss(temperature=t)`` divides the cosines by ``t``; our
+  ``scale`` is ``1 / t``.
+- PML keeps class weights as ``W`` of shape ``[dim, num_classes]``; ours are
+  ``[num_classes, dim]``, so PML gets the transpose and its gradient is
+  transposed back before comparing.
+- PML's miners and ``TripletMarginLoss`` use ``LpDistance`` with
+  ``normalize_embeddings=True`` (the Euclidean distance of L2-normalised
+  embeddings) and the hinge (``smooth_loss=False``), so our triplet loss gets
+  ``l2_normalize``\ d embeddings and ``soft=False``.
+
+Memory: "discfeat temp MiB" is XLA's compiled temporary allocation; "PML peak
+MiB" is the growth of the resident set during one PML forward + backward,
+measured in a fresh process after a warm-up step (``/proc/self/clear_refs``
+and glibc's ``malloc_trim``: Linux only, else "n/a"). The
+last row runs our blocked Circle loss at a batch where PML's ``[B, B]``
+matrices do not fit: PML is not run there; its need is the measured peak of
+the dense row scaled by ``(B_huge / B)**2``.
+
+Torch is installed in its own venv (it is not a dependency of discfeat):
+``make bench-pml`` builds ``.venv-pml`` with the ``pml`` extra and runs this
+module; ``.venv-pml/bin/python -m benchmarks.compare_pml --quick`` is a smoke
+run of under a minute. ``--threads N`` sets torch's thread count and pins the
+process to N cores, so both libraries get the same cores.
+"""
+
+import ctypes
+import ctypes.util
+import dataclasses
+import functools
+import gc
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import cpuinfo
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytorch_metric_learning
+import torch
+from absl import app, flags
+from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning import miners as pml_miners
+
+import losses
+
+_QUICK = flags.DEFINE_bool(
+  'quick', False, 'Small sizes (B=512), no huge row: a smoke run.'
+)
+_REPS = flags.DEFINE_integer(
+  'reps', None, 'Timed repetitions per row; default 7, 3 with --quick.'
+)
+_THREADS = flags.DEFINE_integer(
+  'threads',
+  None,
+  'Threads for both libraries (torch.set_num_threads and the cores the '
+  'process may run on); default: every core.',
+)
+_HUGE = flags.DEFINE_bool(
+  'huge',
+  True,
+  'Add the row where only the blocked loss fits (~75 s on 2 cores); '
+  'ignored with --quick.',
+)
+_HUGE_BATCH = flags.DEFINE_integer(
+  'huge_batch', 65536, 'Batch of the huge Circle row.'
+)
+_BLOCK = flags.DEFINE_integer(
+  'block_size', 1024, 'Rows per block of our loss in the huge row.'
+)
+_PML_MAX_GIB = flags.DEFINE_float(
+  'pml_max_gib',
+  20.0,
+  'PML is not run where its estimated peak memory exceeds this (or 80% of '
+  'the available memory).',
+)
+_PML_MEMORY = flags.DEFINE_bool(
+  'pml_memory',
+  True,
+  "Measure PML's peak memory per row in a fresh process (a few seconds "
+  'each). Without it the huge row has no estimate and PML is not run there.',
+)
+
+_AGREE_TOLERANCE = 1e-4
+_SAMPLES_PER_CLASS = 8
+_MIB = 2**20
+_GIB = 2**30
+
+# PML's defaults, in its conventions.
+_CIRCLE_M = 0.4
+_CIRCLE_GAMMA = 80.0
+_TRIPLET_MARGIN = 0.05
+_NORMFACE_TEMPERATURE = 0.05
+_COSFACE_MARGIN = 0.35
+_COSFACE_SCALE = 64.0
+_ARCFACE_MARGIN_DEGREES = 28.6
+_ARCFACE_SCALE = 64.0
+
+
+def _circle(x, y, *, block_size=None):
+  return losses.circle_loss_pairwise(
+    x, y, margin=_CIRCLE_M, gamma=_CIRCLE_GAMMA, block_size=block_size
+  )
+
+
+def _triplet(x, y, *, block_size=None):
+  # PML's LpDistance normalises the embeddings before measuring distances;
+  # ours takes them as given.
+  return losses.batch_hard_triplet_loss(
+    losses.l2_normalize(x),
+    y,
+    margin=_TRIPLET_MARGIN,
+    block_size=block_size,
+  )
+
+
+def _normface(x, w, y):
+  return losses.normalized_softmax_cross_entropy(
+    x, w, y, scale=1.0 / _NORMFACE_TEMPERATURE
+  )
+
+
+def _cosface(x, w, y):
+  return losses.cosface_loss(
+    x, w, y, scale=_COSFACE_SCALE, margin=_COSFACE_MARGIN
+  )
+
+
+def _arcface(x, w, y):
+  return losses.arcface_loss(
+    x,
+    w,
+    y,
+    scale=_ARCFACE_SCALE,
+    margin=math.radians(_ARCFACE_MARGIN_DEGREES),
+  )
+
+
+def _pml_circle(num_classes, dim):
+  del num_classes, dim
+  return pml_losses.CircleLoss(m=_CIRCLE_M, gamma=_CIRCLE_GAMMA), []
+
+
+def _pml_triplet(num_classes, dim):
+  del num_classes, dim
+  miner = pml_miners.BatchHardMiner()
+  loss = pml_losses.TripletMarginLoss(margin=_TRIPLET_MARGIN)
+  return (lambda x, y: loss(x, y, miner(x, y))), []
+
+
+def _pml_proxy(loss_class, **hyperparameters):
+  def make(num_classes, dim):
+    loss = loss_class(
+      num_classes=num_classes, embedding_size=dim, **hyperparameters
+    )
+    return loss, [loss.W]
+
+  return make
+
+
+@dataclasses.dataclass(frozen=True)
+class _Case:
+  """One loss in both libraries.
+
+  Attributes:
+    name: our function.
+    pml: PML's counterpart.
+    hyperparameters: what both get, in words.
+    proxy: whether the loss has class weights (``x, w, y`` arguments; else
+      ``x, y``).
+    jax_loss: per-example losses, ``[batch]``; pairwise ones take a
+      keyword-only ``block_size``.
+    nonzero_mean: reduce as PML's ``AvgNonZeroReducer`` (else the mean).
+    make_pml: ``(num_classes, dim) -> (fn(x, y) -> loss, class weights)``;
+      the weights list is empty for pairwise losses.
+  """
+
+  name: str
+  pml: str
+  hyperparameters: str
+  proxy: bool
+  jax_loss: Callable
+  nonzero_mean: bool
+  make_pml: Callable
+
+
+_CASES = {
+  case.name: case
+  for case in (
+    _Case(
+      'circle_loss_pairwise',
+      'CircleLoss',
+      f'm={_CIRCLE_M} gamma={_CIRCLE_GAMMA:g}',
+      False,
+      _circle,
+      True,
+      _pml_circle,
+    ),
+    _Case(
+      'batch_hard_triplet_loss',
+      'TripletMarginLoss + BatchHardMiner',
+      f'margin={_TRIPLET_MARGIN}, hinge, unit embeddings',
+      False,
+      _triplet,
+      True,
+      _pml_triplet,
+    ),
+    _Case(
+      'normalized_softmax_cross_entropy',
+      'NormalizedSoftmaxLoss',
+      f'scale={1 / _NORMFACE_TEMPERATURE:g} '
+      f'(temperature={_NORMFACE_TEMPERATURE})',
+      True,
+      _normface,
+      False,
+      _pml_proxy(
+        pml_losses.NormalizedSoftmaxLoss, temperature=_NORMFACE_TEMPERATURE
+      ),
+    ),
+    _Case(
+      'cosface_loss',
+      'CosFaceLoss',
+      f'margin={_COSFACE_MARGIN} scale={_COSFACE_SCALE:g}',
+      True,
+      _cosface,
+      False,
+      _pml_proxy(
+        pml_losses.CosFaceLoss, margin=_COSFACE_MARGIN, scale=_COSFACE_SCALE
+      ),
+    ),
+    _Case(
+      'arcface_loss',
+      'ArcFaceLoss',
+      f'margin={math.radians(_ARCFACE_MARGIN_DEGREES):.4f} rad '
+      f'(PML: {_ARCFACE_MARGIN_DEGREES} deg) scale={_ARCFACE_SCALE:g}',
+      True,
+      _arcface,
+      False,
+      _pml_proxy(
+        pml_losses.ArcFaceLoss,
+        margin=_ARCFACE_MARGIN_DEGREES,
+        scale=_ARCFACE_SCALE,
+      ),
+    ),
+  )
+}
+
+
+def _inputs(case: _Case, batch: int, dim: int, num_classes: int):
+  """Random inputs of one row, the same for both libraries.
+
+  Args:
+    case: the loss.
+    batch, dim, num_classes: the shape.
+
+  Returns:
+    ``(x, w, y)``: ``[batch, dim]`` float32 embeddings, ``[num_classes,
+    dim]`` float32 class weights (None for pairwise losses) and ``[batch]``
+    integer labels.
+  """
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((batch, dim)).astype(np.float32)
+  if case.proxy:
+    w = (rng.standard_normal((num_classes, dim)) * 0.05).astype(np.float32)
+    return x, w, rng.integers(0, num_classes, batch)
+  # Equal-sized classes: every anchor has positives and negatives.
+  return x, None, rng.permutation(np.arange(batch) % num_classes)
+
+
+def _jax_step(case, x, w, y, block_size=None):
+  """Compiled value-and-gradient of the reduced loss, its runner and memory.
+
+  Args:
+    case: the loss.
+    x: ``[batch, dim]`` float32 embeddings.
+    w: ``[num_classes, dim]`` float32 class weights, or None (pairwise).
+    y: ``[batch]`` integer labels.
+    block_size: of a pairwise loss, or None.
+
+  Returns:
+    ``(run, temp_bytes)``: ``run()`` returns ``(value, grads)`` with
+    ``grads`` a tuple (embeddings[, class weights]), finished computing.
+  """
+  loss_fn = case.jax_loss
+  if block_size is not None:
+    loss_fn = functools.partial(loss_fn, block_size=block_size)
+
+  def objective(*args):
+    per_example = loss_fn(*args)
+    if case.nonzero_mean:
+      count = jnp.sum(per_example > 0)
+      return jnp.sum(per_example) / jnp.maximum(count, 1)
+    return jnp.mean(per_example)
+
+  differentiated = (x, w) if case.proxy else (x,)
+  argnums = tuple(range(len(differentiated)))
+  args = (*map(jnp.asarray, differentiated), jnp.asarray(y, jnp.int32))
+  compiled = (
+    jax.jit(jax.value_and_grad(objective, argnums=argnums))
+    .lower(*args)
+    .compile()
+  )
+  memory = compiled.memory_analysis()
+  temp = None if memory is None else memory.temp_size_in_bytes
+  return lambda: jax.block_until_ready(compiled(*args)), temp
+
+
+def _pml_step(case, x, w, y):
+  """PML forward + backward as ``run() -> (value, grads)``.
+
+  Args:
+    case: the loss.
+    x: ``[batch, dim]`` float32 embeddings.
+    w: ``[num_classes, dim]`` float32 class weights, or None (pairwise);
+      PML gets their transpose.
+    y: ``[batch]`` integer labels.
+
+  Returns:
+    ``run``; its ``grads`` are NumPy arrays in our layout (embeddings, then
+    class weights ``[num_classes, dim]``).
+  """
+  fn, weights = case.make_pml(None if w is None else w.shape[0], x.shape[1])
+  if weights:
+    with torch.no_grad():
+      weights[0].copy_(torch.from_numpy(w.T))
+  x_torch = torch.from_numpy(x.copy()).requires_grad_()
+  y_torch = torch.from_numpy(np.asarray(y, np.int64))
+  leaves = [x_torch, *weights]
+
+  def run():
+    for leaf in leaves:
+      leaf.grad = None
+    loss = fn(x_torch, y_torch)
+    loss.backward()
+    grads = [x_torch.grad.numpy()] + [wt.grad.numpy().T for wt in weights]
+    return loss.item(), grads
+
+  return run
+
+
+def _relative_difference(ours, theirs) -> float:
+  ours = [np.asarray(a, np.float64).ravel() for a in ours]
+  theirs = [np.asarray(a, np.float64).ravel() for a in theirs]
+  error = math.sqrt(
+    sum(np.sum((a - b) ** 2) for a, b in zip(ours, theirs, strict=True))
+  )
+  scale = math.sqrt(sum(np.sum(b**2) for b in theirs))
+  return error / scale
+
+
+def _time_interleaved(runs: list[Callable], reps: int) -> list[float]:
+  """Median seconds of each run, the runs alternating.
+
+  Alternating makes the ratio robust to the machine's speed drifting during
+  the run (frequency scaling, other load). The caller has warmed them up.
+  """
+  times = [[] for _ in runs]
+  for _ in range(reps):
+    for run, run_times in zip(runs, times, strict=True):
+      start = time.perf_counter()
+      run()
+      run_times.append(time.perf_counter() - start)
+  return [statistics.median(run_times) for run_times in times]
+
+
+def _proc_status_bytes(field: str) -> int:
+  with open('/proc/self/status') as status:
+    for line in status:
+      if line.startswith(field + ':'):
+        return int(line.split()[1]) * 1024
+  raise KeyError(field)
+
+
+def _print_pml_peaks(specs, threads):
+  """Child process: prints the resident-set growth of one PML step per spec.
+
+  Args:
+    specs: ``(case name, batch, dim, num_classes)`` tuples.
+    threads: torch threads.
+  """
+  torch.set_num_threads(threads)
+  trim = ctypes.CDLL(ctypes.util.find_library('c')).malloc_trim
+  for name, batch, dim, num_classes in specs:
+    case = _CASES[name]
+    run = _pml_step(case, *_inputs(case, batch, dim, num_classes))
+    # The first step also pays torch's one-off set-up (thread pools, lazily
+    # loaded kernels); the measured one starts from a heap handed back to
+    # the system, so it cannot hide in memory a previous step left cached.
+    run()
+    trim(0)
+    before = _proc_status_bytes('VmRSS')
+    # Resets the high-water mark to the current resident set (Linux >= 4.0).
+    with open('/proc/self/clear_refs', 'w') as clear_refs:
+      clear_refs.write('5')
+    run()
+    print(_proc_status_bytes('VmHWM') - before, flush=True)
+    del run
+    gc.collect()
+    trim(0)
+
+
+def _pml_peaks(specs, threads) -> list[int | None]:
+  """PML's peak memory for one step of each spec, in a fresh process."""
+  if not _PML_MEMORY.value or not os.path.exists('/proc/self/clear_refs'):
+    # Linux only (and glibc, for malloc_trim).
+    return [None] * len(specs)
+  code = (
+    'from benchmarks import compare_pml; '
+    f'compare_pml._print_pml_peaks({specs!r}, {threads})'
+  )
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  child = subprocess.run(
+    [sys.executable, '-c', code],
+    cwd=repo,
+    capture_output=True,
+    text=True,
+    check=False,
+  )
+  if child.returncode != 0:
+    print(f'PML memory not measured:\n{child.stderr[-2000:]}', file=sys.stderr)
+    return [None] * len(specs)
+  return [int(line) for line in child.stdout.split()]
+
+
+def _format(value, spec='.1f'):
+  return 'n/a' if value is None else format(value, spec)
+
+
+def _shape(batch, dim, num_classes, proxy, block_size=None):
+  shape = f'B={batch} D={dim}' + (f' C={num_classes}' if proxy else '')
+  return shape + (f' block={block_size}' if block_size else '')
+
+
+def _compare(case, batch, dim, num_classes, reps, pml_memory, block_size=None):
+  """One row: agreement, interleaved timing, memory of both.
+
+  Args:
+    case: the loss.
+    batch, dim, num_classes: the shape.
+    reps: timed runs of each library.
+    pml_memory: the "PML peak MiB" cell.
+    block_size: of our loss (pairwise only), or None.
+  """
+  x, w, y = _inputs(case, batch, dim, num_classes)
+  jax_run, temp = _jax_step(case, x, w, y, block_size)
+  pml_run = _pml_step(case, x, w, y)
+  # The agreement check doubles as the warm-up of both.
+  jax_value, jax_grads = jax_run()
+  pml_value, pml_grads = pml_run()
+  value_difference = abs(float(jax_value) - pml_value) / abs(pml_value)
+  grad_difference = _relative_difference(jax_grads, pml_grads)
+  agree = max(value_difference, grad_difference) < _AGREE_TOLERANCE
+  jax_seconds, pml_seconds = _time_interleaved([jax_run, pml_run], reps)
+  return (
+    case.name,
+    case.pml,
+    _shape(batch, dim, num_classes, case.proxy, block_size),
+    case.hyperparameters,
+    'mean over non-zero' if case.nonzero_mean else 'mean',
+    f'{value_difference:.1e}',
+    f'{grad_difference:.1e}',
+    'agree' if agree else 'DIFFER',
+    _format(jax_seconds * 1e3),
+    _format(pml_seconds * 1e3),
+    _format(pml_seconds / jax_seconds, '.1f'),
+    _format(None if temp is None else temp / _MIB),
+    pml_memory,
+  )
+
+
+def _huge_circle(batch, dim, block_size, pml_estimate):
+  """Our blocked Circle loss where PML's dense matrices would not fit.
+
+  PML is not run: `pml_estimate` (bytes, or None) is the dense row's
+  measured peak scaled quadratically, the ``[B, B]`` arrays dominating it.
+  """
+  case = _CASES['circle_loss_pairwise']
+  x, w, y = _inputs(case, batch, dim, batch // _SAMPLES_PER_CLASS)
+  jax_run, temp = _jax_step(case, x, w, y, block_size=block_size)
+  # Compiled ahead of time, so one run without warm-up measures execution.
+  start = time.perf_counter()
+  jax_run()
+  jax_seconds = time.perf_counter() - start
+  if pml_estimate is None:
+    pml = 'not run (no estimate)'
+  else:
+    pml = f'not run (needs ~{pml_estimate / _GIB:.0f} GiB)'
+  return (
+    case.name,
+    case.pml,
+    _shape(batch, dim, None, False, block_size),
+    case.hyperparameters,
+    'mean over non-zero',
+    'n/a',
+    'n/a',
+    'n/a',
+    _format(jax_seconds * 1e3),
+    pml,
+    'n/a',
+    _format(None if temp is None else temp / _MIB),
+    'n/a' if pml_estimate is None else f'~{pml_estimate / _MIB:.0f} (est.)',
+  )
+
+
+def _pml_budget_bytes() -> float:
+  """--pml_max_gib, or less if the machine has less memory available."""
+  budget = _PML_MAX_GIB.value * _GIB
+  try:
+    with open('/proc/meminfo') as meminfo:
+      for line in meminfo:
+        if line.startswith('MemAvailable:'):
+          # Headroom for this process's own arrays and the other programs.
+          budget = min(budget, 0.8 * int(line.split()[1]) * 1024)
+  except OSError:
+    pass
+  return budget
+
+
+def _set_threads(threads: int) -> None:
+  """Same cores for both libraries; before JAX starts its thread pool."""
+  cores = sorted(os.sched_getaffinity(0))
+  if threads < len(cores):
+    os.sched_setaffinity(0, cores[:threads])
+  torch.set_num_threads(threads)
+
+
+def main(argv):
+  del argv
+  threads = _THREADS.value or os.cpu_count()
+  _set_threads(threads)
+  reps = _REPS.value or (3 if _QUICK.value else 7)
+  if _QUICK.value:
+    pairwise_batch, proxy_batch, proxy_dim, num_classes = 512, 512, 128, 100
+  else:
+    pairwise_batch, proxy_batch, proxy_dim, num_classes = 4096, 4096, 512, 1000
+  pairwise_dim = 128
+  shapes = {
+    name: (proxy_batch, proxy_dim, num_classes)
+    if case.proxy
+    else (pairwise_batch, pairwise_dim, pairwise_batch // _SAMPLES_PER_CLASS)
+    for name, case in _CASES.items()
+  }
+  peaks = dict(
+    zip(
+      shapes,
+      _pml_peaks([(name, *shape) for name, shape in shapes.items()], threads),
+      strict=True,
+    )
+  )
+  rows = []
+  for name, case in _CASES.items():
+    peak = _format(None if peaks[name] is None else peaks[name] / _MIB)
+    rows.append(_compare(case, *shapes[name], reps, peak))
+    print(f'done: {name} {rows[-1][2]}', file=sys.stderr, flush=True)
+  huge = _HUGE.value and not _QUICK.value
+  if huge:
+    dense_peak = peaks['circle_loss_pairwise']
+    estimate = (
+      None
+      if dense_peak is None
+      else dense_peak * (_HUGE_BATCH.value / pairwise_batch) ** 2
+    )
+    if estimate is not None and estimate <= _pml_budget_bytes():
+      # Small enough for PML: compare as any other row.
+      rows.append(
+        _compare(
+          _CASES['circle_loss_pairwise'],
+          _HUGE_BATCH.value,
+          pairwise_dim,
+          _HUGE_BATCH.value // _SAMPLES_PER_CLASS,
+          1,
+          f'~{estimate / _MIB:.0f} (est.)',
+          _BLOCK.value,
+        )
+      )
+    else:
+      rows.append(
+        _huge_circle(_HUGE_BATCH.value, pairwise_dim, _BLOCK.value, estimate)
+      )
+  header = (
+    'discfeat loss',
+    'PML',
+    'shape',
+    'hyperparameters',
+    'reduction',
+    'value rel diff',
+    'grad rel diff',
+    'check',
+    'discfeat ms',
+    'PML ms',
+    'PML / discfeat',
+    'discfeat temp MiB',
+    'PML peak MiB',
+  )
+  print(
+    f'jax {jax.__version__}, torch {torch.__version__}, '
+    f'pytorch-metric-learning {pytorch_metric_learning.__version__}; '
+    f'{jax.devices()[0].platform} ({cpuinfo.get_cpu_info()["brand_raw"]}, '
+    f'{os.cpu_count()} cores), {threads} threads for both; float32; '
+    f'forward + backward, median of {reps} runs, the two libraries '
+    'alternating'
+    + (' (1 run for the huge row)' if huge else '')
+    + f'; "agree": value and gradient rel diff < {_AGREE_TOLERANCE:g}\n'
+  )
+  print('| ' + ' | '.join(header) + ' |')
+  print('|' + '---|' * len(header))
+  for row in rows:
+    print('| ' + ' | '.join(row) + ' |')
+
+
+if __name__ == '__main__':
+  app.run(main)
