@@ -196,6 +196,17 @@ def run_all(
   config_json = config.to_json()
   for run, record in _train_pending(config_json, pending, jobs):
     records[run] = record
+    if 'error' in record:
+      logging.error(
+        '[%d/%d] %s %s seed %d FAILED: %s',
+        len(records),
+        len(runs),
+        run.task,
+        run.loss,
+        run.seed,
+        record['error'],
+      )
+      continue
     logging.info(
       '[%d/%d] %s %s seed %d: %.0f s | %s',
       len(records),
@@ -209,12 +220,26 @@ def run_all(
   return [records[run] for run in runs]
 
 
+def _failed(run: Run, error: Exception) -> dict[str, Any]:
+  # One loss failing (a non-finite loss, a config it cannot take) must not
+  # cost the other runs; the table shows the failure and a rerun retries.
+  return {
+    'task': run.task,
+    'loss': run.loss,
+    'seed': run.seed,
+    'error': f'{type(error).__name__}: {error}',
+  }
+
+
 def _train_pending(
   config_json: str, pending: list[Run], jobs: int
 ) -> Iterator[tuple[Run, dict[str, Any]]]:
   if jobs == 1 or len(pending) <= 1:
     for run in pending:
-      yield run, _train(config_json, run)
+      try:
+        yield run, _train(config_json, run)
+      except Exception as error:  # pylint: disable=broad-exception-caught
+        yield run, _failed(run, error)
     return
   _worker_environment()
   # 'spawn': a fresh interpreter per worker; forking a process that has
@@ -223,7 +248,11 @@ def _train_pending(
   with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
     futures = {pool.submit(_train, config_json, run): run for run in pending}
     for future in concurrent.futures.as_completed(futures):
-      yield futures[future], future.result()
+      run = futures[future]
+      try:
+        yield run, future.result()
+      except Exception as error:  # pylint: disable=broad-exception-caught
+        yield run, _failed(run, error)
 
 
 def use_compilation_cache(directory: str) -> None:

@@ -78,7 +78,7 @@ def summarize(
   """
   values = collections.defaultdict(lambda: collections.defaultdict(list))
   for record in records:
-    if record['task'] != task:
+    if record['task'] != task or 'error' in record:
       continue
     for key in metrics:
       value = record['seconds'] if key == 'seconds' else None
@@ -135,6 +135,13 @@ def task_table(
       for key in (*metrics, 'seconds')
     ]
     lines.append('| ' + ' | '.join([name, *cells]) + ' |')
+  failures = [
+    f'{record["loss"]} seed {record["seed"]}: {record["error"]}'
+    for record in records
+    if record['task'] == task and 'error' in record
+  ]
+  if failures:
+    lines += ['', 'Failed runs (not in the means): ' + '; '.join(failures)]
   return '\n'.join(lines)
 
 
@@ -142,7 +149,11 @@ def hparams_caption(records: Sequence[dict[str, Any]], task: str) -> str:
   """Each loss's hyperparameters, as the runs used them."""
   seen = {}
   for record in records:
-    if record['task'] == task and record['loss'] not in seen:
+    if (
+      record['task'] == task
+      and 'error' not in record
+      and record['loss'] not in seen
+    ):
       seen[record['loss']] = record['hparams']
   parts = []
   for loss, hparams in seen.items():
@@ -231,7 +242,11 @@ def feature_grid(
   panels = []
   seed = config.seeds[0]
   for record in records:
-    if record['task'] != config.figure_task or record['seed'] != seed:
+    if (
+      record['task'] != config.figure_task
+      or record['seed'] != seed
+      or 'error' in record
+    ):
       continue
     features = os.path.join(
       workdir, record['task'], record['loss'], str(seed), 'test_features.npz'

@@ -15,6 +15,7 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   config = default.get_config()
   config.input.name = 'cifar10'
   config.input.batch_size = 128
+  config.input.samples_per_class = 16  # Pair-wise: 8 of 10 classes x 16.
   config.input.augment = True  # pad-4 crop + horizontal flip
   config.model = ml_collections.ConfigDict()
   config.model.name = 'cifar_resnet20'

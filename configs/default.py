@@ -33,6 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.input = input_config.default_input_config()
   config.input.name = 'digits'  # sklearn's 8x8 digits, prepared offline.
   config.input.batch_size = 64  # Global batch, split over devices.
+  # Pair-wise losses' class-balanced batches: 8 of the 10 digits x 8 each.
+  config.input.samples_per_class = 8
 
   # Model: a backbone producing the embedding; the loss picks the head.
   config.model = ml_collections.ConfigDict()

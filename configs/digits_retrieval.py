@@ -17,5 +17,7 @@ def get_config(
 ) -> ml_collections.ConfigDict:
   config = default.get_config()
   config.input.class_disjoint = True
+  # Pair-wise losses: 4 of the 5 training digits x 16 per batch of 64.
+  config.input.samples_per_class = 16
   config.model.embedding_dim = 32
   return common.set_loss(config, loss)

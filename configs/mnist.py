@@ -17,6 +17,7 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   config = default.get_config()
   config.input.name = 'mnist'
   config.input.batch_size = 128
+  config.input.samples_per_class = 16  # Pair-wise: 8 of 10 classes x 16.
   config.num_epochs = 20
   config.checkpoint_every_steps = 1000
   config.log_every_steps = 100

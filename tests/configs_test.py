@@ -8,6 +8,7 @@ import pytest
 
 import input_pipeline
 import models
+from input_pipeline.datasets import catalog
 from training import objectives
 
 _CONFIG_DIR = os.path.join(
@@ -52,6 +53,19 @@ def test_config_builds(module_name, loss):
     assert config.input.sampler == 'class_balanced'
   # Every None hyperparameter resolves to the loss's paper default.
   objectives.resolve_hparams(objective, config.loss)
+  spec = catalog.get_spec(config.input.name)
+  if objective.pairwise and spec.num_classes:
+    # A class-balanced batch must find enough training classes.
+    train_classes = spec.num_classes
+    if config.input.class_disjoint:
+      train_classes = spec.disjoint_boundary or spec.num_classes // 2
+    classes_per_batch = (
+      config.input.batch_size // config.input.samples_per_class
+    )
+    assert classes_per_batch <= train_classes, (
+      classes_per_batch,
+      train_classes,
+    )
 
 
 _COMPARISONS = sorted(

@@ -124,3 +124,14 @@ def test_reduced_comparison_end_to_end(tmp_path, monkeypatch):
 
   monkeypatch.setattr(compare, '_train', fail)
   assert compare.run_all(config, workdir) == records
+
+
+def test_failed_runs_are_reported_and_left_out_of_the_means():
+  records = [
+    _record('a', 'softmax', 0, 1.0, accuracy=0.8),
+    _record('a', 'softmax', 1, 1.0, accuracy=0.6),
+    {'task': 'a', 'loss': 'softmax', 'seed': 2, 'error': 'FloatingPointError'},
+  ]
+  table = compare_report.task_table(records, 'a', ('accuracy',))
+  assert '| softmax (reference) | 0.700 ± 0.141 | 1.0 ± 0.0 |' in table
+  assert 'Failed runs (not in the means): softmax seed 2: Floating' in table
