@@ -129,7 +129,7 @@ def _update_mean_directions(state, dataset, steps, config):
   directions = losses.vmf_mean_directions_from_sums(
     sums, counts, previous=previous
   )
-  return steps_lib.update_mean_directions(state, directions)
+  return steps.replicate(steps_lib.update_mean_directions(state, directions))
 
 
 def train_and_evaluate(
@@ -205,6 +205,7 @@ def train_and_evaluate(
     info.num_classes,
     parallelism=config.parallelism,
   )
+  state = steps.replicate(state)
   evaluate = functools.partial(
     evaluation_loop.evaluate,
     eval_step=steps.evaluate,

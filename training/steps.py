@@ -202,11 +202,17 @@ class ParallelSteps(NamedTuple):
     train: (state, batch) -> (state, metrics).
     evaluate: (state, batch) -> dict of ``[local_batch, ...]`` numpy arrays.
     direction_sums: (state, batch) -> (sums, counts) over all devices.
+    replicate: state -> the same state replicated over the devices, as the
+      train step returns it. Feeding the step a state in this form (after
+      initialisation, restoring or replacing a part) keeps it to one
+      compilation; a fresh state (uncommitted arrays on one device, a
+      Python int step) would compile the step a second time.
   """
 
   train: Callable[..., Any]
   evaluate: Callable[..., Any]
   direction_sums: Callable[..., Any]
+  replicate: Callable[[Any], Any]
 
 
 def make_steps(
@@ -248,8 +254,28 @@ def make_steps(
   evaluate = functools.partial(eval_step, objective=objective, hparams=hparams)
   sums = functools.partial(direction_sums_step, num_classes=num_classes)
   if parallelism == 'pmap':
-    return _pmap_steps(train, evaluate, sums, devices)
-  return _shard_map_steps(train, evaluate, sums, devices)
+    mapped = _pmap_steps(train, evaluate, sums, devices)
+  else:
+    mapped = _shard_map_steps(train, evaluate, sums, devices)
+  return mapped._replace(replicate=_replicator(devices))
+
+
+def _replicator(devices):
+  mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS_NAME,))
+  replicated = jax.sharding.NamedSharding(mesh, P())
+
+  def replicate(state):
+    # Built from host copies: valid in multi-process runs too, where every
+    # process holds the same values and the mesh spans all processes.
+    def place(x):
+      host = np.asarray(to_host(jnp.asarray(x)))
+      return jax.make_array_from_callback(
+        host.shape, replicated, lambda index: host[index]
+      )
+
+    return jax.tree.map(place, state)
+
+  return replicate
 
 
 def _pmap_steps(train, evaluate, sums, devices) -> ParallelSteps:
@@ -283,6 +309,7 @@ def _pmap_steps(train, evaluate, sums, devices) -> ParallelSteps:
     direction_sums=lambda state, batch: p_sums(
       state, shard_for_devices(batch, num_devices)
     ),
+    replicate=None,
   )
 
 
@@ -332,6 +359,7 @@ def _shard_map_steps(train, evaluate, sums, devices) -> ParallelSteps:
     train=lambda state, batch: s_train(state, to_global(batch)),
     evaluate=evaluate_batch,
     direction_sums=lambda state, batch: s_sums(state, to_global(batch)),
+    replicate=None,
   )
 
 

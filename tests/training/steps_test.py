@@ -109,3 +109,46 @@ def test_shard_map_equals_pmap(loss_name):
     (sharded.params, sharded.batch_stats),
     (pmapped.params, pmapped.batch_stats),
   )
+
+
+_COMPILE_EVENTS = []
+_RECORDING = []
+
+
+def _record_compile_event(name, *args, **kwargs):
+  del args, kwargs
+  if _RECORDING and 'compil' in name:
+    _COMPILE_EVENTS.append(name)
+
+
+jax.monitoring.register_event_listener(_record_compile_event)
+jax.monitoring.register_event_duration_secs_listener(_record_compile_event)
+
+
+@pytest.mark.parametrize('parallelism', ['pmap', 'shard_map'])
+def test_replicated_state_compiles_the_step_once(parallelism):
+  state, _, _ = _run('softmax', jax.local_devices()[:2], parallelism)
+  config = default.get_config()
+  objective = objectives.get_objective('softmax')
+  hparams = objectives.resolve_hparams(objective, config.loss)
+  steps = steps_lib.make_steps(
+    objective,
+    hparams,
+    lambda step: 0.1,
+    10,
+    parallelism=parallelism,
+    devices=jax.local_devices()[:2],
+  )
+  # A fresh state (Python int step, arrays on one device) as train.py has
+  # it after initialisation or restoring.
+  state = steps.replicate(state.replace(step=0))
+  state, _ = steps.train(state, _batch())
+  _RECORDING.append(True)
+  try:
+    for _ in range(2):
+      state, metrics = steps.train(state, _batch())
+    jax.block_until_ready(metrics)
+  finally:
+    _RECORDING.clear()
+  assert not _COMPILE_EVENTS, _COMPILE_EVENTS
+  assert int(steps_lib.to_host(state.step)) == 3
