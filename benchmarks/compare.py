@@ -140,10 +140,17 @@ def _train(config_json: str, run: Run) -> dict[str, Any]:
     'seconds': seconds,
     'metrics': metrics,
     'hparams': _hparams(config),
+    'config': config.to_dict(),
   }
+  # As a rerun will read it back: JSON types only.
+  record = json.loads(json.dumps(record, default=_json_value))
   with open(os.path.join(run.workdir, _RUN_RECORD), 'w') as file:
-    json.dump(record, file, indent=2, default=float)
+    json.dump(record, file, indent=2)
   return record
+
+
+def _json_value(value):
+  return list(value) if isinstance(value, tuple) else float(value)
 
 
 def _hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -153,13 +160,33 @@ def _hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return dict(objectives.resolve_hparams(objective, config.loss))
 
 
-def finished_record(run: Run) -> dict[str, Any] | None:
-  """The recorded result of a run that already finished, if any."""
+def finished_record(
+  run: Run, config: ml_collections.ConfigDict
+) -> dict[str, Any] | None:
+  """The recorded result of a run that already finished, if any.
+
+  Raises:
+    ValueError: the workdir holds a finished run of another experiment
+      config (e.g. the comparison config changed since): its numbers must
+      not enter this table.
+  """
   path = os.path.join(run.workdir, _RUN_RECORD)
   if not os.path.exists(path):
     return None
   with open(path) as file:
-    return json.load(file)
+    record = json.load(file)
+  expected = json.loads(
+    json.dumps(
+      experiment_config(config.tasks[run.task], run.loss, run.seed).to_dict(),
+      default=_json_value,
+    )
+  )
+  if record.get('config') != expected:
+    raise ValueError(
+      f'{run.workdir} holds a finished run of a different experiment '
+      'config; use another --workdir or delete that run to retrain it'
+    )
+  return record
 
 
 def _worker_environment() -> None:
@@ -182,7 +209,7 @@ def run_all(
   records: dict[Run, dict[str, Any]] = {}
   pending = []
   for run in runs:
-    record = finished_record(run)
+    record = finished_record(run, config)
     if record is None:
       pending.append(run)
     else:

@@ -29,9 +29,8 @@ clocks after given steps, waiting for the device each time).
   when the device runs dry.
 - **pipeline alone**: ``dataset.train_batches`` iterated for 3 s with no
   training (its grain threads have the cores to themselves).
-- The first ``--warmup`` loop steps (3) are not timed: every run compiles
-  the train step twice (for the freshly created state and for the state the
-  step returns, whose arrays are committed to the device mesh).
+- The first ``--warmup`` loop steps (3) are not timed: they include the
+  train step's compilation and the first fill of the prefetch buffer.
 
 Configs: ``configs/default.py`` (sklearn digits, LeNet++, batch 64, 100
 timed steps in 4 chunks) and ``configs/cifar10.py`` (ResNet-20, pad-crop-flip
@@ -107,8 +106,8 @@ _CIFAR_EXAMPLES = flags.DEFINE_integer(
 _WARMUP = flags.DEFINE_integer(
   'warmup',
   3,
-  'Untimed loop steps before the first chunk: the train step compiles '
-  'twice (for the initial state and for the state it returns).',
+  'Untimed loop steps before the first chunk (compilation, first fill '
+  'of the prefetch buffer).',
 )
 _PARALLELISM = flags.DEFINE_enum(
   'parallelism',

@@ -84,7 +84,6 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
   shared = {
     'num_epochs': 30,
     'model': {'stage_filters': (16, 32, 64)},
-    'log_every_steps': 100,
     'checkpoint_every_steps': 1000,
     'eval_every_steps': 1000,
     'write_plots': False,

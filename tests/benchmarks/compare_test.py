@@ -125,6 +125,13 @@ def test_reduced_comparison_end_to_end(tmp_path, monkeypatch):
   monkeypatch.setattr(compare, '_train', fail)
   assert compare.run_all(config, workdir) == records
 
+  monkeypatch.undo()
+
+  # A changed experiment must not reuse the old runs' numbers.
+  config.tasks.classification.overrides.num_train_steps = 5
+  with pytest.raises(ValueError, match='different experiment config'):
+    compare.run_all(config, workdir)
+
 
 def test_failed_runs_are_reported_and_left_out_of_the_means():
   records = [
