@@ -107,8 +107,11 @@ def _cell(stats, key, reference) -> str:
   text = f'{mean:.{digits}f}' + (f' ± {std:.{digits}f}' if count > 1 else '')
   if key == 'seconds' or reference is None:
     return text
-  better = mean < reference[0] if lower_is_better(key) else mean > reference[0]
-  return f'**{text}**' if better else text
+  # Bold only a difference larger than the seeds' spread of both rows: a
+  # mean ahead by less than that is noise at 3 seeds.
+  spread = float(np.hypot(std, reference[1]))
+  gain = reference[0] - mean if lower_is_better(key) else mean - reference[0]
+  return f'**{text}**' if gain > spread else text
 
 
 def task_table(
@@ -199,7 +202,8 @@ def markdown(
     '',
     f'Each cell is the mean ± sample standard deviation over seeds {seeds} '
     '(the seed sets the initialisation and the batch order). Bold: better '
-    'than the softmax reference row on average. `time s` is the wall-clock '
+    "than the softmax reference row by more than the two rows' combined "
+    'standard deviation (√(s² + s_ref²)). `time s` is the wall-clock '
     'time of one run, compilation and evaluation included. Hyperparameters '
     "are each paper's defaults; the schedule is shared by every loss.",
     '',

@@ -142,3 +142,19 @@ def test_failed_runs_are_reported_and_left_out_of_the_means():
   table = compare_report.task_table(records, 'a', ('accuracy',))
   assert '| softmax (reference) | 0.700 ± 0.141 | 1.0 ± 0.0 |' in table
   assert 'Failed runs (not in the means): softmax seed 2: Floating' in table
+
+
+def test_bold_needs_a_gain_beyond_the_seed_spread():
+  records = [
+    _record('a', 'softmax', 0, 1.0, accuracy=0.80),
+    _record('a', 'softmax', 1, 1.0, accuracy=0.84),
+    _record('a', 'noisy', 0, 1.0, accuracy=0.78),
+    _record('a', 'noisy', 1, 1.0, accuracy=0.90),
+    _record('a', 'clear', 0, 1.0, accuracy=0.90),
+    _record('a', 'clear', 1, 1.0, accuracy=0.92),
+  ]
+  table = compare_report.task_table(records, 'a', ('accuracy',))
+  # noisy: +0.02 on average, but the spreads combine to 0.09.
+  assert '| noisy | 0.840 ± 0.085 |' in table
+  # clear: +0.09 against a combined spread of 0.03.
+  assert '| clear | **0.910 ± 0.014** |' in table
