@@ -12,9 +12,10 @@ workdir, so a rerun skips finished runs and resumes interrupted ones. The
 results go to ``<results_dir>/<name>.md`` with two figures beside it (see
 `benchmarks.compare_report`).
 
-For a catalog data set, write a comparison config whose tasks name its
-experiment configs (configs/mnist.py, configs/retrieval.py, ...) after
-preparing the data (`python -m input_pipeline.prepare`).
+For a catalog data set, prepare the data (`python -m
+input_pipeline.prepare`) and pass a comparison config whose tasks name its
+experiment configs: configs/compare/mnist.py does so for MNIST; the same
+pattern takes configs/cifar10.py or configs/retrieval.py.
 """
 
 import concurrent.futures

@@ -51,7 +51,8 @@ RETRIEVAL_METRICS = (
 MULTILABEL_METRICS = ('map', 'cf1', 'of1')
 
 
-def _task(experiment, losses, metrics, **overrides):
+def make_task(experiment, losses, metrics, **overrides):
+  """One task of a comparison: an experiment config module run per loss."""
   task = ml_collections.ConfigDict()
   # A module whose get_config(loss) returns the experiment for one loss.
   task.experiment = experiment
@@ -89,16 +90,16 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
     'write_plots': False,
   }
   config.tasks = ml_collections.ConfigDict()
-  config.tasks.classification = _task(
+  config.tasks.classification = make_task(
     'configs.digits', SINGLE_LABEL_LOSSES, CLASSIFICATION_METRICS, **shared
   )
-  config.tasks.retrieval = _task(
+  config.tasks.retrieval = make_task(
     'configs.digits_retrieval',
     SINGLE_LABEL_LOSSES,
     RETRIEVAL_METRICS,
     **shared,
   )
-  config.tasks.multilabel = _task(
+  config.tasks.multilabel = make_task(
     'configs.digits_multilabel', MULTILABEL_LOSSES, MULTILABEL_METRICS, **shared
   )
 
