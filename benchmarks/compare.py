@@ -34,6 +34,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from benchmarks import compare_report
+from training import objectives
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config',
@@ -47,10 +48,9 @@ _WORKDIR = flags.DEFINE_string(
 _JOBS = flags.DEFINE_integer(
   'jobs',
   1,
-  'Runs trained at once, each in its own process. On CPU, 2 single-'
-  'threaded runs on 2 cores finish sooner than 1 run using both (the '
-  "models are too small to keep two threads busy); then the tables' times "
-  'are single-threaded times.',
+  'Runs trained at once, each in its own single-threaded process when > 1 '
+  "(make compare uses 2 on a 2-core CPU; the tables' times are then "
+  'single-threaded times). Use 1 on a GPU.',
 )
 
 # What each run records beside train.py's results.json.
@@ -94,8 +94,6 @@ def plan(config: ml_collections.ConfigDict, workdir: str) -> list[Run]:
 def _validate(config: ml_collections.ConfigDict) -> None:
   # Fail on a misspelt loss or module before hours of training, not at the
   # run that needs it.
-  from training import objectives  # pylint: disable=g-import-not-at-top
-
   if not config.seeds:
     raise ValueError('config.seeds must list at least one seed, received ()')
   if not config.tasks:
@@ -155,8 +153,6 @@ def _json_value(value):
 
 
 def _hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  from training import objectives  # pylint: disable=g-import-not-at-top
-
   objective = objectives.get_objective(config.loss.name)
   return dict(objectives.resolve_hparams(objective, config.loss))
 
