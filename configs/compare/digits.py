@@ -64,20 +64,27 @@ def make_task(experiment, losses, metrics, **overrides):
   return task
 
 
-def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
-  """The comparison; `mode` is 'full', 'quick' (1 seed, 8 epochs, no
-  retrieval) or 'smoke' (a few steps of two losses, for the test suite)."""
+def new_comparison(name: str, mode: str) -> ml_collections.ConfigDict:
+  """The fields every comparison config has, for data set `name`."""
   if mode not in ('full', 'quick', 'smoke'):
     raise ValueError(
       f"config argument must be 'full', 'quick' or 'smoke', received {mode!r}"
     )
   config = ml_collections.ConfigDict()
-  config.name = 'digits'
+  config.name = name
   config.seeds = (0, 1, 2)
   # Where the table (markdown) and the figures go.
   config.results_dir = 'results'
   # The task whose 2-D test features make the figure grid and bar chart.
   config.figure_task = 'classification'
+  config.tasks = ml_collections.ConfigDict()
+  return config
+
+
+def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
+  """The comparison; `mode` is 'full', 'quick' (1 seed, 8 epochs, no
+  retrieval) or 'smoke' (a few steps of two losses, for the test suite)."""
+  config = new_comparison('digits', mode)
 
   # The same schedule and network for every loss: the default's 30 epochs,
   # with LeNet++ at half its width so that 78 runs take < 30 min on 2 CPU
@@ -89,7 +96,6 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
     'eval_every_steps': 1000,
     'write_plots': False,
   }
-  config.tasks = ml_collections.ConfigDict()
   config.tasks.classification = make_task(
     'configs.digits', SINGLE_LABEL_LOSSES, CLASSIFICATION_METRICS, **shared
   )

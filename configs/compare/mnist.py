@@ -20,16 +20,7 @@ from configs.compare import digits
 
 def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
   """`mode`: 'full' (3 seeds), 'quick' (1 seed, 2 epochs) or 'smoke'."""
-  if mode not in ('full', 'quick', 'smoke'):
-    raise ValueError(
-      f"config argument must be 'full', 'quick' or 'smoke', received {mode!r}"
-    )
-  config = ml_collections.ConfigDict()
-  config.name = 'mnist'
-  config.seeds = (0, 1, 2)
-  config.results_dir = 'results'
-  config.figure_task = 'classification'
-  config.tasks = ml_collections.ConfigDict()
+  config = digits.new_comparison('mnist', mode)
   config.tasks.classification = digits.make_task(
     'configs.mnist', digits.SINGLE_LABEL_LOSSES, digits.CLASSIFICATION_METRICS
   )
