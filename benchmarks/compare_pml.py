@@ -56,7 +56,6 @@ import functools
 import gc
 import math
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -73,6 +72,7 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 
 import losses
+from benchmarks import timing
 
 _QUICK = flags.DEFINE_bool(
   'quick', False, 'Small sizes (B=512), no huge row: a smoke run.'
@@ -378,21 +378,6 @@ def _relative_difference(ours, theirs) -> float:
   return error / scale
 
 
-def _time_interleaved(runs: list[Callable], reps: int) -> list[float]:
-  """Median seconds of each run, the runs alternating.
-
-  Alternating makes the ratio robust to the machine's speed drifting during
-  the run (frequency scaling, other load). The caller has warmed them up.
-  """
-  times = [[] for _ in runs]
-  for _ in range(reps):
-    for run, run_times in zip(runs, times, strict=True):
-      start = time.perf_counter()
-      run()
-      run_times.append(time.perf_counter() - start)
-  return [statistics.median(run_times) for run_times in times]
-
-
 def _proc_status_bytes(field: str) -> int:
   with open('/proc/self/status') as status:
     for line in status:
@@ -480,7 +465,9 @@ def _compare(case, batch, dim, num_classes, reps, pml_memory, block_size=None):
   value_difference = abs(float(jax_value) - pml_value) / abs(pml_value)
   grad_difference = _relative_difference(jax_grads, pml_grads)
   agree = max(value_difference, grad_difference) < _AGREE_TOLERANCE
-  jax_seconds, pml_seconds = _time_interleaved([jax_run, pml_run], reps)
+  jax_seconds, pml_seconds = timing.median_seconds_interleaved(
+    [jax_run, pml_run], reps
+  )
   return (
     case.name,
     case.pml,

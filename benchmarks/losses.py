@@ -23,8 +23,6 @@ Run: ``make bench`` or ``python -m benchmarks.losses [--quick]``.
 
 import functools
 import os
-import statistics
-import time
 from collections.abc import Callable
 
 import cpuinfo
@@ -35,6 +33,7 @@ import optax
 from absl import app, flags
 
 import losses
+from benchmarks import timing
 
 _QUICK = flags.DEFINE_bool(
   'quick', False, 'Small sizes only (no 64k rows); for a smoke run.'
@@ -67,33 +66,23 @@ def _compile(fn: Callable, *args):
 def _time(compiled, *args, reps: int) -> float:
   if reps > 1:  # A single run is a long one: its warm-up costs as much.
     jax.block_until_ready(compiled(*args))
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  (seconds,) = timing.median_seconds_interleaved(
+    [lambda: jax.block_until_ready(compiled(*args))], reps
+  )
+  return seconds
 
 
 def _time_interleaved(loss, loss_args, skeleton, skeleton_args, reps: int):
-  """Median times of a loss and its skeleton, run alternately.
-
-  Alternating makes the ratio robust to the machine's speed drifting
-  during the run (frequency scaling, other load); each median is over
-  `reps` runs.
-  """
+  """Median times of a loss and its skeleton, run alternately."""
   jax.block_until_ready(loss(*loss_args))
   jax.block_until_ready(skeleton(*skeleton_args))
-  loss_times, skeleton_times = [], []
-  for _ in range(reps):
-    for compiled, args, times in (
-      (loss, loss_args, loss_times),
-      (skeleton, skeleton_args, skeleton_times),
-    ):
-      start = time.perf_counter()
-      jax.block_until_ready(compiled(*args))
-      times.append(time.perf_counter() - start)
-  return statistics.median(loss_times), statistics.median(skeleton_times)
+  return timing.median_seconds_interleaved(
+    [
+      lambda: jax.block_until_ready(loss(*loss_args)),
+      lambda: jax.block_until_ready(skeleton(*skeleton_args)),
+    ],
+    reps,
+  )
 
 
 def _grad_all(loss_fn: Callable, argnums: tuple[int, ...]) -> Callable:
