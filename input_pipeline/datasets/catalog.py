@@ -288,14 +288,24 @@ def check_prepared(spec: DataSetSpec, data_dir: str) -> str:
   return path
 
 
+# The setup.cfg extra that installs TensorFlow (not in the default install).
+TENSORFLOW_EXTRA = 'coco'
+
+
 def check_tensorflow(spec: DataSetSpec) -> None:
-  """Raises ImportError when `spec`'s TFDS builder needs missing TensorFlow."""
+  """Raises ImportError when `spec`'s TFDS builder needs missing TensorFlow.
+
+  Called before anything else touches the set (and before any download), so
+  the error comes in milliseconds instead of from inside TFDS.
+  """
   if not spec.needs_tensorflow:
     return
   import importlib.util  # pylint: disable=g-import-not-at-top
 
   if importlib.util.find_spec('tensorflow') is None:
     raise ImportError(
-      f"Data set '{spec.name}': TFDS's {spec.tfds_name} builder imports "
-      'TensorFlow to describe its features; install tensorflow-cpu.'
+      f'config.input.name={spec.name!r} needs TensorFlow for its TFDS '
+      f'builder ({spec.tfds_name} describes its features with TensorFlow), '
+      'which the default install leaves out: '
+      f"pip install -e '.[{TENSORFLOW_EXTRA}]'"
     )

@@ -197,3 +197,32 @@ def test_data_dir_defaults_to_env(tmp_path, monkeypatch):
   with pytest.raises(input_pipeline.DataNotPreparedError) as error:
     _create(make_config(name='cifar100'))
   assert str(tmp_path / 'from_env') in str(error.value)
+
+
+def test_coco_without_tensorflow_names_the_extra(tmp_path):
+  # The default install has no TensorFlow, which TFDS's coco builder needs:
+  # training and preparing say so before TFDS (or a download) is touched.
+  find_spec = importlib.util.find_spec
+
+  def without_tensorflow(name, *args, **kwargs):
+    return None if name == 'tensorflow' else find_spec(name, *args, **kwargs)
+
+  forbidden = mock.Mock(side_effect=AssertionError('TFDS was called'))
+  config = make_config(name='coco', data_dir=str(tmp_path), download=True)
+  for make in (
+    lambda: _create(config),
+    lambda: preparation.prepare('coco', str(tmp_path)),
+  ):
+    with (
+      mock.patch.object(importlib.util, 'find_spec', without_tensorflow),
+      mock.patch.object(tfds, 'builder_cls', forbidden),
+      mock.patch.object(tfds, 'builder', forbidden),
+      mock.patch.object(tfds, 'data_source', forbidden),
+      pytest.raises(ImportError) as error,
+    ):
+      make()
+    message = str(error.value)
+    assert "config.input.name='coco' needs TensorFlow" in message
+    assert "pip install -e '.[coco]'" in message
+  forbidden.assert_not_called()
+  assert not os.listdir(tmp_path)
