@@ -24,7 +24,6 @@ from clu import metric_writers, periodic_actions
 from ml_collections import config_flags
 
 import input_pipeline
-import losses
 import models
 from models import heads
 from training import checkpointing, evaluation_loop, objectives, optimizers
@@ -36,24 +35,9 @@ def _steps_per_epoch(dataset) -> int:
 
 
 def _build_model(config, objective, hparams, num_classes):
-  # config.model holds the attributes of the backbone; a field the chosen
-  # backbone lacks (LeNet++'s stage_filters when running a ResNet) is one
-  # the user did not mean for it.
-  accepted = models.attribute_names(config.model.name)
-  attributes = {}
-  for key, value in config.model.items():
-    if key == 'name':
-      continue
-    if key in accepted:
-      attributes[key] = value
-    else:
-      logging.info(
-        'config.model.%s does not apply to %s; not used.',
-        key,
-        config.model.name,
-      )
+  attributes = {key: value for key, value in config.model.items()}
   backbone = models.get_model(
-    config.model.name, bn_axis_name=steps_lib.AXIS_NAME, **attributes
+    attributes.pop('name'), bn_axis_name=steps_lib.AXIS_NAME, **attributes
   )
   return heads.EmbeddingModel(
     backbone=backbone, head=objective.make_head(num_classes, hparams)
@@ -78,7 +62,15 @@ def _validate_hparams(state, objective, hparams, info) -> None:
       images,
       train=False,
     )
-    return objective.loss(outputs, embeddings, labels, hparams, None)
+    inputs = objectives.LossInputs(embeddings, labels, outputs)
+    if objective.reference == 'global_batch':
+      # One device's view: the global batch is the local one.
+      inputs = inputs._replace(
+        global_batch=objectives.GlobalBatch(
+          embeddings, labels, jnp.arange(2, dtype=jnp.int32)
+        )
+      )
+    return objective.loss(inputs, hparams)
 
   jax.eval_shape(loss, images, labels)
 
@@ -118,18 +110,18 @@ class _LossGuard:
     return float(values[-1])
 
 
-def _update_mean_directions(state, dataset, steps, config):
-  """vMF: mean directions re-estimated from the whole training split."""
-  sums = counts = None
+def _refresh(state, objective, hparams, dataset, steps, config):
+  """The objective's head state recomputed from the whole training split."""
+  total = None
   for batch in dataset.eval_batches('train', config.eval_batch_size):
-    batch_sums, batch_counts = steps.direction_sums(state, batch)
-    sums = batch_sums if sums is None else sums + batch_sums
-    counts = batch_counts if counts is None else counts + batch_counts
-  previous = state.head_state['head']['mean_directions']
-  directions = losses.vmf_mean_directions_from_sums(
-    sums, counts, previous=previous
+    statistics = steps.refresh_statistics(state, batch)
+    total = (
+      statistics if total is None else jax.tree.map(jnp.add, total, statistics)
+    )
+  head_state = objective.refresh.update(
+    steps_lib.to_host(state.head_state), steps_lib.to_host(total), hparams
   )
-  return steps.replicate(steps_lib.update_mean_directions(state, directions))
+  return steps.replicate(state.replace(head_state=head_state))
 
 
 def train_and_evaluate(
@@ -164,9 +156,18 @@ def train_and_evaluate(
     config.num_epochs * steps_per_epoch
   )
   eval_every = config.eval_every_steps or steps_per_epoch
-  vmf_every = 0
-  if objective.periodic_mean_directions:
-    vmf_every = hparams.update_every_steps or steps_per_epoch
+  refresh_every = 0
+  if objective.refresh is not None:
+    refresh_every = objective.refresh.period(hparams, steps_per_epoch)
+  hparams_described = objectives.describe_hparams(objective, hparams)
+  for key, described in hparams_described.items():
+    logging.info(
+      'loss %s: %s = %r (%s)',
+      objective.name,
+      key,
+      described['value'],
+      described['source'],
+    )
 
   model = _build_model(config, objective, hparams, info.num_classes)
   learning_rate_fn = optimizers.create_learning_rate_fn(
@@ -211,10 +212,19 @@ def train_and_evaluate(
     eval_step=steps.evaluate,
     dataset=dataset,
     objective=objective,
+    hparams=hparams,
     config=config,
   )
-  if vmf_every and start_step == 0:
-    state = _update_mean_directions(state, dataset, steps, config)
+  refresh = functools.partial(
+    _refresh,
+    objective=objective,
+    hparams=hparams,
+    dataset=dataset,
+    steps=steps,
+    config=config,
+  )
+  if refresh_every and start_step == 0:
+    state = refresh(state)
 
   report_progress = periodic_actions.ReportProgress(
     num_train_steps=num_train_steps, writer=writer
@@ -233,8 +243,8 @@ def train_and_evaluate(
         state, metrics = steps.train(state, batch)
       guard.add(step, metrics)
       report_progress(step)
-      if vmf_every and step % vmf_every == 0:
-        state = _update_mean_directions(state, dataset, steps, config)
+      if refresh_every and step % refresh_every == 0:
+        state = refresh(state)
       is_last = step == num_train_steps
       if termination.is_set():
         guard.check(last_checkpoint)
@@ -286,7 +296,11 @@ def train_and_evaluate(
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'results.json'), 'w') as file:
       json.dump(
-        {'metrics': results, 'config': config.to_dict()},
+        {
+          'metrics': results,
+          'config': config.to_dict(),
+          'hyperparameters': hparams_described,
+        },
         file,
         indent=2,
         default=str,

@@ -14,6 +14,5 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   config = cifar10.get_config(loss)
   config.input.name = 'cifar100'
   config.input.samples_per_class = 4  # Pair-wise: 32 of 100 classes x 4.
-  config.model.name = 'cifar_resnet56'
-  config.model.embedding_dim = 128
+  common.set_model(config, 'cifar_resnet56', embedding_dim=128)
   return common.set_loss(config, loss)

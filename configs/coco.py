@@ -20,9 +20,7 @@ def get_config(
   config.input.augment = True
   config.input.batch_size = 64
   config.input.num_threads = 16
-  config.model = ml_collections.ConfigDict()
-  config.model.name = 'resnet50'
-  config.model.embedding_dim = 2048
+  common.set_model(config, 'resnet50', embedding_dim=2048)
   config.optimizer.learning_rate = 1e-4
   config.num_epochs = 30
   config.log_every_steps = 100

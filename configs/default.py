@@ -4,24 +4,20 @@ Run (under 3 minutes on a 2-core CPU; rerunning resumes):
 
   python train.py --config=configs/default.py --workdir=runs/default
 
-Any field can be overridden on the command line, e.g.
+The argument picks another loss, and any field, the loss's hyperparameters
+and the backbone's attributes included, can be overridden, e.g.
 
-  python train.py --config=configs/default.py --workdir=runs/circle \
-    --config.loss.name=circle_pairwise --config.loss.gamma=128
+  python train.py --config=configs/default.py:circle_pairwise \
+    --config.loss.gamma=128 --workdir=runs/circle
 """
 
 import ml_collections
 
+from configs import common
 from input_pipeline import config as input_config
 
 
-def _unset(field_type):
-  # None that can still be overridden from the command line with a value of
-  # this type; the objective then uses the paper's default.
-  return ml_collections.config_dict.placeholder(field_type)
-
-
-def get_config() -> ml_collections.ConfigDict:
+def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   """The default experiment; other configs start from it and override."""
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -37,35 +33,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.input.samples_per_class = 8
 
   # Model: a backbone producing the embedding; the loss picks the head.
-  config.model = ml_collections.ConfigDict()
-  config.model.name = 'lenet'  # lenet, cifar_resnet20/32/56, resnet18/50
-  config.model.embedding_dim = 2  # 2 gives the classic 2-D feature plots.
-  # Other fields set here are passed to the backbone as attributes, e.g.
-  # config.model.stage_filters for LeNet++ (default (32, 64, 128)).
+  # config.model holds every attribute of the backbone (models/), e.g.
+  # LeNet++'s stage_filters (32, 64, 128) and dtype ('bfloat16' runs the
+  # backbone in bfloat16; parameters, heads and losses stay float32).
+  common.set_model(config, 'lenet', embedding_dim=2)  # 2-D feature plots.
 
-  # Loss: `name` picks the objective; a hyperparameter left None takes the
-  # paper's default for that loss (training/objectives.py, README "Losses").
-  config.loss = ml_collections.ConfigDict()
-  config.loss.name = 'g_softmax'
-  # G-softmax lambda; NormFace / CosFace / ArcFace scale s.
-  config.loss.scale = _unset(float)
-  config.loss.mu_init = _unset(float)  # G-softmax initial Gaussian means.
-  config.loss.sigma_init = _unset(float)  # ... and standard deviations.
-  # Circle m, CosFace / ArcFace m, triplet margin.
-  config.loss.margin = _unset(float)
-  config.loss.gamma = _unset(float)  # Circle scale gamma.
-  config.loss.kappa = _unset(float)  # vMF concentration.
-  # vMF: steps between mean-direction updates (None: one epoch).
-  config.loss.update_every_steps = _unset(int)
-  config.loss.center_weight = _unset(float)  # Centre loss lambda.
-  # LDMAT: feature distance, class-pair targets and relaxation band.
-  config.loss.distance = _unset(str)
-  config.loss.inter_class_distance = _unset(float)
-  config.loss.intra_class_distance = _unset(float)
-  config.loss.relaxation = _unset(float)
-  config.loss.normalize = _unset(bool)  # LDMAT: L2-normalise features.
-  # Pairwise losses: anchors per block (bounds memory at large batches).
-  config.loss.block_size = _unset(int)
+  # Loss: the config argument picks it; config.loss then holds exactly its
+  # hyperparameters at their defaults (README "Losses" lists each with its
+  # source).
+  common.set_loss(config, loss or 'g_softmax')
 
   # Optimiser and schedule (optax).
   config.optimizer = ml_collections.ConfigDict()

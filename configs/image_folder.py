@@ -16,7 +16,5 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   config.input.name = 'image_folder'
   config.input.image_size = 64
   config.input.augment = True
-  config.model = ml_collections.ConfigDict()
-  config.model.name = 'cifar_resnet20'
-  config.model.embedding_dim = 64
+  common.set_model(config, 'cifar_resnet20', embedding_dim=64)
   return common.set_loss(config, loss)

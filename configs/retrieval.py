@@ -33,9 +33,7 @@ def get_config(
   config.input.batch_size = 128
   config.input.samples_per_class = 4
   config.input.num_threads = 16
-  config.model = ml_collections.ConfigDict()
-  config.model.name = 'resnet50'
-  config.model.embedding_dim = 512
+  common.set_model(config, 'resnet50', embedding_dim=512)
   config.optimizer.name = 'adamw'
   config.optimizer.learning_rate = 1e-4
   config.optimizer.weight_decay = 1e-4

@@ -8,8 +8,8 @@ import ml_collections
 from configs import default
 
 
-def get_config() -> ml_collections.ConfigDict:
-  config = default.get_config()
+def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
+  config = default.get_config(loss)
   config.input.batch_size = 32
   # A small LeNet++ compiles and runs in a fraction of the default's time.
   config.model.stage_filters = (8, 16)

@@ -16,6 +16,8 @@ import functools
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
 
 from models.lenet import LeNetPlusPlus, PReLU
 from models.resnet import BasicBlock, BottleneckBlock, CifarResNet, ResNet
@@ -28,7 +30,9 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
   'cifar_resnet32': functools.partial(CifarResNet, depth=32),
   'cifar_resnet56': functools.partial(CifarResNet, depth=56),
   # He et al. 2016 Table 1, ImageNet networks.
-  'resnet18': functools.partial(ResNet, stage_sizes=(2, 2, 2, 2)),
+  'resnet18': functools.partial(
+    ResNet, stage_sizes=(2, 2, 2, 2), bottleneck=False
+  ),
   'resnet50': functools.partial(
     ResNet, stage_sizes=(3, 4, 6, 3), bottleneck=True
   ),
@@ -37,38 +41,90 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
 MODEL_NAMES = tuple(sorted(_REGISTRY))
 
 
+# Set by the training system, not by configs.
+_SET_BY_TRAINING = ('bn_axis_name',)
+
+
 def get_model(name: str, **kwargs) -> nn.Module:
   """Builds the backbone registered under `name`.
 
   Args:
     name: one of `MODEL_NAMES`.
     **kwargs: module attributes, e.g. ``embedding_dim`` (required),
-      ``bn_axis_name``, ``dtype``.
+      ``bn_axis_name``, ``dtype`` (a dtype or its name, e.g.
+      ``'bfloat16'``).
 
   Returns:
     An unbound Flax module.
 
   Raises:
-    ValueError: for an unknown `name`; the message lists the valid names.
+    ValueError: for an unknown `name` or attribute; the message lists the
+      valid ones.
   """
   if name not in _REGISTRY:
     raise ValueError(
       f'Unknown model `name` {name!r}; valid names: {", ".join(MODEL_NAMES)}'
     )
+  unknown = set(kwargs) - _fields(name) - set(_SET_BY_TRAINING)
+  if unknown:
+    raise ValueError(
+      f'The backbone {name!r} has no attribute {", ".join(sorted(unknown))} '
+      f'(config.model); its attributes: {", ".join(sorted(_fields(name)))}'
+    )
+  if isinstance(kwargs.get('dtype'), str):
+    kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
   return _REGISTRY[name](**kwargs)
 
 
+def _module_class(name: str) -> type[nn.Module]:
+  factory = _REGISTRY[name]
+  return getattr(factory, 'func', factory)
+
+
+def _fields(name: str) -> set[str]:
+  # A registered name fixes some attributes (ResNet-50's stage sizes):
+  # those are what the name means, not settings.
+  fixed = set(getattr(_REGISTRY[name], 'keywords', {}))
+  return {
+    field.name
+    for field in dataclasses.fields(_module_class(name))
+    if field.name not in ('parent', 'name', *_SET_BY_TRAINING)
+    and field.name not in fixed
+  }
+
+
 def attribute_names(name: str) -> frozenset[str]:
-  """The attributes the backbone `name` accepts (for shared configs)."""
+  """The attributes of backbone `name` that a config may set."""
   if name not in _REGISTRY:
     get_model(name)  # Raises the error listing the valid names.
-  factory = _REGISTRY[name]
-  module_class = getattr(factory, 'func', factory)
-  return frozenset(
-    field.name
-    for field in dataclasses.fields(module_class)
-    if field.name not in ('parent', 'name')
-  )
+  return frozenset(_fields(name))
+
+
+def model_config(name: str) -> ml_collections.ConfigDict:
+  """``config.model`` for backbone `name`: every attribute, at its default.
+
+  With every attribute present, each can be overridden from the command
+  line (``--config.model.stage_filters='(16,32,64)'``), and a name the
+  backbone does not have is refused by the locked config, which lists the
+  valid ones. ``embedding_dim`` has no default: configs set it. Dtypes are
+  given by name (``'float32'``, ``'bfloat16'``).
+  """
+  if name not in _REGISTRY:
+    get_model(name)
+  config = ml_collections.ConfigDict()
+  config.name = name
+  for field in sorted(
+    dataclasses.fields(_module_class(name)), key=lambda f: f.name
+  ):
+    if field.name not in _fields(name):
+      continue
+    if field.default is dataclasses.MISSING:
+      config[field.name] = ml_collections.config_dict.placeholder(int)
+    elif field.name == 'dtype':
+      config[field.name] = jnp.dtype(field.default).name
+    else:
+      config[field.name] = field.default
+  return config
 
 
 __all__ = [
@@ -81,4 +137,5 @@ __all__ = [
   'ResNet',
   'attribute_names',
   'get_model',
+  'model_config',
 ]

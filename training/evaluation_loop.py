@@ -3,8 +3,9 @@
 The metric definitions live in `evaluation/`; this module only collects the
 embeddings (from every device and process) and decides which metrics apply
 to the run: accuracy where a classifier exists, feature-space compactness
-and separability, G-softmax's Gaussian measures, retrieval and clustering
-for single-label data, mAP and precision/recall/F1 for multi-label data.
+and separability, the objective's own extra metrics, retrieval and
+clustering for single-label data, mAP and precision/recall/F1 for
+multi-label data.
 """
 
 import os
@@ -22,9 +23,9 @@ def collect(eval_step, state, dataset, split: str, batch_size: int):
   """Embeddings, labels and scores of a whole split, on every process.
 
   Returns:
-    A dict of numpy arrays (``embeddings``, ``label`` and, where the loss
-    has them, ``scores`` or ``probabilities``) over all examples of the
-    split, padding removed.
+    A dict of numpy arrays (``embeddings``, ``label`` and, where the
+    objective has them, ``scores``) over all examples of the split, padding
+    removed.
   """
   parts: dict[str, list[np.ndarray]] = {}
   for batch in dataset.eval_batches(split, batch_size):
@@ -63,6 +64,7 @@ def evaluate(
   eval_step,
   dataset,
   objective,
+  hparams,
   config,
   final: bool = False,
   workdir: str | None = None,
@@ -74,6 +76,7 @@ def evaluate(
     eval_step: `steps.ParallelSteps.evaluate`.
     dataset: the `input_pipeline.Dataset`.
     objective: the loss's registry entry.
+    hparams: its resolved hyperparameters.
     config: the experiment config.
     final: also compute the end-of-run extras (nearest-class-mean accuracy
       from the training split) and write the test features
@@ -86,24 +89,16 @@ def evaluate(
   test = collect(eval_step, state, dataset, 'test', config.eval_batch_size)
   results: dict[str, Any] = {}
   if objective.multilabel:
-    results.update(
-      evaluation.multilabel_metrics(test['probabilities'], test['label'])
-    )
+    results.update(evaluation.multilabel_metrics(test['scores'], test['label']))
     return results
 
   embeddings, labels = test['embeddings'], test['label']
   if 'scores' in test and not config.input.class_disjoint:
     results['accuracy'] = evaluation.accuracy(test['scores'], labels)
   results.update(evaluation.feature_geometry(embeddings, labels))
-  if objective.name == 'g_softmax':
-    # Luo et al.'s measures from the learned per-class Gaussians.
-    head = steps_lib.to_host(state.params['head'])
-    results['gaussian_compactness'] = float(
-      np.mean(evaluation.gaussian_compactness(head['sigma']))
-    )
-    results['gaussian_separability'] = float(
-      np.mean(evaluation.gaussian_separability(head['mu'], head['sigma']))
-    )
+  if objective.extra_metrics is not None:
+    head = steps_lib.to_host(state.params.get('head', {}))
+    results.update(objective.extra_metrics(head, hparams))
   results.update(
     evaluation.retrieval_metrics(
       embeddings, labels, ks=tuple(config.retrieval_ks), seed=config.seed

@@ -10,14 +10,16 @@ gradients are summed (`psum`), which is the pmean of per-device means when
 all devices hold equally many examples. Pairwise losses score the local
 anchors against the all-gathered global batch; the gradient flows back
 through `all_gather` (its transpose is a reduce-scatter), so the summed
-gradient equals the single-device gradient on the global batch.
+gradient equals the single-device gradient on the global batch. A
+batch-level loss (Proxy-Anchor) computes its scalar from the all-gathered
+batch on every device with weight 1 each, so each device adds 1/N of it and
+the summed gradients are again the single-device ones.
 """
 
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -26,7 +28,6 @@ import optax
 from flax.training import train_state
 from jax.sharding import PartitionSpec as P
 
-import losses
 from models import heads
 from training import objectives
 
@@ -38,7 +39,8 @@ class TrainState(train_state.TrainState):
 
   Attributes:
     batch_stats: BatchNorm running statistics.
-    head_state: the head's non-gradient state (vMF mean directions).
+    head_state: the head's non-gradient state (e.g. vMF mean directions),
+      refreshed by the objective's `Refresh`, never by the optimiser.
   """
 
   batch_stats: Any
@@ -74,10 +76,10 @@ def _variables(state: TrainState, params) -> dict[str, Any]:
   }
 
 
-def _global_reference(embeddings, labels):
+def _global_batch(embeddings, labels):
   """The global batch and the local anchors' rows in it."""
   local = embeddings.shape[0]
-  return objectives.PairwiseReference(
+  return objectives.GlobalBatch(
     embeddings=jax.lax.all_gather(embeddings, AXIS_NAME, tiled=True),
     labels=jax.lax.all_gather(labels, AXIS_NAME, tiled=True),
     anchor_indices=jax.lax.axis_index(AXIS_NAME) * local
@@ -115,18 +117,16 @@ def train_step(
       train=True,
       mutable=['batch_stats'],
     )
-    reference = None
-    if objective.pairwise:
-      reference = _global_reference(embeddings, labels)
-    per_example, weights = objective.loss(
-      outputs, embeddings, labels, hparams, reference
-    )
+    inputs = objectives.LossInputs(embeddings, labels, outputs)
+    if objective.reference == 'global_batch':
+      inputs = inputs._replace(global_batch=_global_batch(embeddings, labels))
+    values, weights = objective.loss(inputs, hparams)
     total_weight = jax.lax.psum(jnp.sum(weights), AXIS_NAME)
-    loss = jnp.sum(weights * per_example) / jnp.maximum(total_weight, 1.0)
-    return loss, (updates, outputs, embeddings)
+    loss = jnp.sum(weights * values) / jnp.maximum(total_weight, 1.0)
+    return loss, (updates, inputs)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  (loss, (updates, outputs, embeddings)), grads = grad_fn(state.params)
+  (loss, (updates, inputs)), grads = grad_fn(state.params)
   grads = jax.lax.psum(grads, AXIS_NAME)
   loss = jax.lax.psum(loss, AXIS_NAME)
   new_state = state.apply_gradients(
@@ -137,12 +137,14 @@ def train_step(
     'learning_rate': learning_rate_fn(state.step),
     'grad_norm': optax.tree.norm(grads),
     'embedding_norm': jax.lax.pmean(
-      jnp.mean(jnp.linalg.norm(embeddings, axis=-1)), AXIS_NAME
+      jnp.mean(jnp.linalg.norm(inputs.embeddings, axis=-1)), AXIS_NAME
     ),
   }
-  if objective.scores is not None:
-    correct = jnp.argmax(objective.scores(outputs, embeddings), -1) == labels
-    metrics['accuracy'] = jax.lax.pmean(jnp.mean(correct), AXIS_NAME)
+  if objective.scores is not None and not objective.multilabel:
+    predictions = jnp.argmax(objective.scores(inputs, hparams), -1)
+    metrics['accuracy'] = jax.lax.pmean(
+      jnp.mean(predictions == labels), AXIS_NAME
+    )
   return new_state, metrics
 
 
@@ -156,40 +158,35 @@ def eval_step(
   """Embeddings and class scores of one evaluation batch (no collectives).
 
   Returns:
-    ``{'embeddings': [batch, dim]}`` plus ``'scores': [batch, num_classes]``
-    for losses that train a classifier, or ``'probabilities': [batch,
-    num_labels]`` for multi-label ones.
+    ``{'embeddings': [batch, dim]}`` plus the objective's ``'scores'``
+    (``[batch, num_classes]``, or ``[batch, num_labels]`` probabilities for
+    multi-label objectives) where it has them.
   """
   embeddings, outputs = state.apply_fn(
     _variables(state, state.params), batch['image'], train=False
   )
   result = {'embeddings': embeddings}
   if objective.scores is not None:
-    result['scores'] = objective.scores(outputs, embeddings)
-  if objective.multilabel:
-    result['probabilities'] = objectives.multilabel_probabilities(
-      outputs, batch['label'].shape[-1], hparams
-    )
+    inputs = objectives.LossInputs(embeddings, batch['label'], outputs)
+    result['scores'] = objective.scores(inputs, hparams)
   return result
 
 
-def direction_sums_step(
-  state: TrainState, batch: dict[str, jax.Array], *, num_classes: int
-) -> tuple[jax.Array, jax.Array]:
-  """Per-class sums of normalised embeddings, summed over all devices.
-
-  Padding rows (``batch['mask']`` False) get an out-of-range label, which the
-  class sums drop.
-  """
+def refresh_statistics_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  statistics_fn: Callable[..., Any],
+  num_classes: int,
+) -> Any:
+  """An objective's refresh statistics of one batch, summed over devices."""
   embeddings, _ = state.apply_fn(
     _variables(state, state.params), batch['image'], train=False
   )
-  labels = jnp.where(batch['mask'], batch['label'], num_classes)
-  sums, counts = losses.vmf_direction_sums(embeddings, labels, num_classes)
-  return (
-    jax.lax.psum(sums, AXIS_NAME),
-    jax.lax.psum(counts, AXIS_NAME),
+  statistics = statistics_fn(
+    embeddings, batch['label'], batch['mask'], num_classes
   )
+  return jax.lax.psum(statistics, AXIS_NAME)
 
 
 PARALLELISMS = ('pmap', 'shard_map')
@@ -201,7 +198,9 @@ class ParallelSteps(NamedTuple):
   Attributes:
     train: (state, batch) -> (state, metrics).
     evaluate: (state, batch) -> dict of ``[local_batch, ...]`` numpy arrays.
-    direction_sums: (state, batch) -> (sums, counts) over all devices.
+    refresh_statistics: (state, batch) -> the objective's refresh
+      statistics of the batch summed over all devices; None when the
+      objective has no refresh.
     replicate: state -> the same state replicated over the devices, as the
       train step returns it. Feeding the step a state in this form (after
       initialisation, restoring or replacing a part) keeps it to one
@@ -211,7 +210,7 @@ class ParallelSteps(NamedTuple):
 
   train: Callable[..., Any]
   evaluate: Callable[..., Any]
-  direction_sums: Callable[..., Any]
+  refresh_statistics: Callable[..., Any] | None
   replicate: Callable[[Any], Any]
 
 
@@ -224,7 +223,7 @@ def make_steps(
   parallelism: str = 'pmap',
   devices=None,
 ) -> ParallelSteps:
-  """The three steps over `devices` (default: the local devices).
+  """The steps over `devices` (default: all devices of all processes).
 
   Both parallelisms run the same per-device functions with the same
   collectives, so they compute the same numbers:
@@ -252,7 +251,13 @@ def make_steps(
     learning_rate_fn=learning_rate_fn,
   )
   evaluate = functools.partial(eval_step, objective=objective, hparams=hparams)
-  sums = functools.partial(direction_sums_step, num_classes=num_classes)
+  sums = None
+  if objective.refresh is not None:
+    sums = functools.partial(
+      refresh_statistics_step,
+      statistics_fn=objective.refresh.statistics,
+      num_classes=num_classes,
+    )
   if parallelism == 'pmap':
     mapped = _pmap_steps(train, evaluate, sums, devices)
   else:
@@ -290,7 +295,7 @@ def _pmap_steps(train, evaluate, sums, devices) -> ParallelSteps:
 
   p_train = mapped(train, (None, None))
   p_evaluate = mapped(evaluate, 0)
-  p_sums = mapped(sums, None)
+  p_sums = None if sums is None else mapped(sums, None)
   num_devices = len(
     [d for d in devices if d.process_index == jax.process_index()]
   )
@@ -306,7 +311,9 @@ def _pmap_steps(train, evaluate, sums, devices) -> ParallelSteps:
       state, shard_for_devices(batch, num_devices)
     ),
     evaluate=evaluate_batch,
-    direction_sums=lambda state, batch: p_sums(
+    refresh_statistics=None
+    if p_sums is None
+    else lambda state, batch: p_sums(
       state, shard_for_devices(batch, num_devices)
     ),
     replicate=None,
@@ -334,7 +341,7 @@ def _shard_map_steps(train, evaluate, sums, devices) -> ParallelSteps:
 
   s_train = mapped(train, (P(), P()))
   s_evaluate = mapped(evaluate, P(AXIS_NAME))
-  s_sums = mapped(sums, P())
+  s_sums = None if sums is None else mapped(sums, P())
 
   def to_global(batch):
     _check_divisible(batch, len(mesh.local_devices))
@@ -358,7 +365,9 @@ def _shard_map_steps(train, evaluate, sums, devices) -> ParallelSteps:
   return ParallelSteps(
     train=lambda state, batch: s_train(state, to_global(batch)),
     evaluate=evaluate_batch,
-    direction_sums=lambda state, batch: s_sums(state, to_global(batch)),
+    refresh_statistics=None
+    if s_sums is None
+    else lambda state, batch: s_sums(state, to_global(batch)),
     replicate=None,
   )
 
@@ -393,10 +402,3 @@ def to_host(tree: Any) -> Any:
     return x
 
   return jax.tree.map(fetch, tree)
-
-
-def update_mean_directions(state: TrainState, directions) -> TrainState:
-  """Replaces the vMF mean directions in the head state."""
-  head_state = flax.core.unfreeze(state.head_state)
-  head_state['head']['mean_directions'] = directions
-  return state.replace(head_state=head_state)

@@ -10,23 +10,13 @@ import pytest
 
 import train
 from configs import tiny
-from training import checkpointing
+from training import checkpointing, objectives
+from training import steps as steps_lib
 
-# Every single-label loss of the registry, run for a few steps each.
-_SINGLE_LABEL = (
-  'softmax',
-  'g_softmax',
-  'virtual_softmax',
-  'normface',
-  'cosface',
-  'arcface',
-  'circle_class',
-  'vmf',
-  'center',
-  'circle_pairwise',
-  'ldmat',
-  'triplet',
-)
+_SINGLE_LABEL = [
+  o.name for o in objectives.all_objectives() if not o.multilabel
+]
+_MULTILABEL = [o.name for o in objectives.all_objectives() if o.multilabel]
 
 
 @pytest.fixture(scope='module')
@@ -34,8 +24,8 @@ def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp('tfds'))
 
 
-def _config(data_dir, **overrides):
-  config = tiny.get_config()
+def _config(data_dir, loss=None, **overrides):
+  config = tiny.get_config(loss)
   config.input.data_dir = data_dir
   for dotted, value in overrides.items():
     section, _, field = dotted.rpartition('.')
@@ -58,32 +48,32 @@ def _params(workdir):
 
 @pytest.mark.parametrize('loss_name', _SINGLE_LABEL)
 def test_every_loss_trains_and_evaluates(loss_name, data_dir, tmp_path):
-  config = _config(data_dir, **{'loss.name': loss_name})
-  if loss_name in ('circle_pairwise', 'ldmat', 'triplet'):
-    config.input.sampler = 'class_balanced'
+  objective = objectives.get_objective(loss_name)
+  config = _config(data_dir, loss_name)
   results = train.train_and_evaluate(config, str(tmp_path))
   assert results['step'] == config.num_train_steps
   for key in ('compactness', 'separability', 'recall@1', 'map@r', 'nmi'):
     assert np.isfinite(results[key]), (key, results[key])
   assert 0.0 <= results['nearest_class_mean_accuracy'] <= 1.0
-  if loss_name in ('circle_pairwise', 'ldmat', 'triplet'):
+  if objective.scores is None:
     assert 'accuracy' not in results
   else:
     assert 0.0 <= results['accuracy'] <= 1.0
-  if loss_name == 'g_softmax':
-    assert results['gaussian_compactness'] > 0
+  if objective.extra_metrics is not None:
+    head = steps_lib.to_host(_params(str(tmp_path))[1]['head'])
+    for key, value in objective.extra_metrics(head, None).items():
+      assert results[key] == pytest.approx(value), key
   with open(tmp_path / 'results.json') as file:
     written = json.load(file)
   assert written['config']['loss']['name'] == loss_name
+  assert set(written['hyperparameters']) == set(objective.hyperparameters)
+  for key, described in written['hyperparameters'].items():
+    assert described['source'] == objective.hyperparameters[key].source
 
 
-@pytest.mark.parametrize(
-  'loss_name', ('g_softmax_multilabel', 'softmax_multilabel')
-)
+@pytest.mark.parametrize('loss_name', _MULTILABEL)
 def test_multilabel_losses(loss_name, data_dir, tmp_path):
-  config = _config(
-    data_dir, **{'loss.name': loss_name, 'input.name': 'digits_multilabel'}
-  )
+  config = _config(data_dir, loss_name, **{'input.name': 'digits_multilabel'})
   results = train.train_and_evaluate(config, str(tmp_path))
   for key in ('map', 'cp', 'cr', 'cf1', 'op', 'or', 'of1'):
     assert 0.0 <= results[key] <= 1.0, (key, results[key])
@@ -119,7 +109,7 @@ def test_resume_is_exact(data_dir, tmp_path):
 def test_incompatible_checkpoint_is_not_overwritten(data_dir, tmp_path):
   train.train_and_evaluate(_config(data_dir), str(tmp_path))
   step, params = _params(str(tmp_path))
-  other = _config(data_dir, **{'loss.name': 'softmax'})
+  other = _config(data_dir, 'softmax')
   with pytest.raises(
     checkpointing.IncompatibleCheckpointError, match='loss.name'
   ):
@@ -132,10 +122,10 @@ def test_incompatible_checkpoint_is_not_overwritten(data_dir, tmp_path):
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(data_dir, tmp_path):
   config = _config(
     data_dir,
+    'softmax',
     **{
       'optimizer.name': 'sgd',
       'optimizer.learning_rate': 1e30,
-      'loss.name': 'softmax',
       'num_train_steps': 6,
       'checkpoint_every_steps': 1,
       'log_every_steps': 1,
@@ -157,12 +147,32 @@ def test_unknown_loss_lists_valid_names(data_dir, tmp_path):
 
 
 def test_invalid_hyperparameter_rejected_before_training(data_dir, tmp_path):
-  config = _config(
-    data_dir, **{'loss.name': 'circle_class', 'loss.gamma': -1.0}
-  )
+  config = _config(data_dir, 'circle_class', **{'loss.gamma': -1.0})
   with pytest.raises(ValueError, match='gamma'):
     train.train_and_evaluate(config, str(tmp_path))
   assert not os.path.exists(tmp_path / 'checkpoints')
+
+
+def test_hyperparameter_of_another_loss_is_refused(data_dir, tmp_path):
+  # As after --config.loss.name=cosface on a G-softmax config: the section
+  # holds G-softmax's hyperparameters, which CosFace does not have.
+  config = _config(data_dir, 'g_softmax', **{'loss.name': 'cosface'})
+  with pytest.raises(
+    ValueError,
+    match=r'gaussian_scale, mu_init, sigma_init, which the loss .cosface. '
+    r'does not have; its hyperparameters: scale, margin',
+  ):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / 'checkpoints')
+
+
+def test_unknown_backbone_attribute_lists_valid_ones(data_dir, tmp_path):
+  config = _config(data_dir)
+  config.model.depth = 3
+  with pytest.raises(
+    ValueError, match=r'no attribute depth.*attributes: batch_norm, '
+  ):
+    train.train_and_evaluate(config, str(tmp_path))
 
 
 def test_missing_catalog_data_fails_fast(tmp_path):
@@ -173,15 +183,11 @@ def test_missing_catalog_data_fails_fast(tmp_path):
 
 def test_shard_map_training_equals_pmap(data_dir, tmp_path):
   """config.parallelism='shard_map' reaches the pmap run's parameters."""
-  overrides = {
-    'loss.name': 'circle_pairwise',
-    'input.sampler': 'class_balanced',
-  }
   train.train_and_evaluate(
-    _config(data_dir, **overrides), str(tmp_path / 'pmap')
+    _config(data_dir, 'circle_pairwise'), str(tmp_path / 'pmap')
   )
   train.train_and_evaluate(
-    _config(data_dir, parallelism='shard_map', **overrides),
+    _config(data_dir, 'circle_pairwise', parallelism='shard_map'),
     str(tmp_path / 'shard_map'),
   )
   _, pmap_params = _params(str(tmp_path / 'pmap'))

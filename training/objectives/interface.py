@@ -1,0 +1,164 @@
+"""What an objective is: everything the training system knows of one loss.
+
+An `Objective` bundles the head a loss needs, the loss call, the class
+scores it predicts with, its hyperparameters (each with a default and the
+source of that default) and the optional hooks some losses need: head state
+refreshed outside the gradient step (vMF's mean directions) and extra
+evaluation metrics (G-softmax's Gaussian measures). The training loop,
+the steps and the evaluation loop call these fields and never name a loss.
+"""
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, NamedTuple
+
+import flax.linen as nn
+import jax
+
+# Resolved hyperparameters: a frozen ConfigDict read by attribute
+# (``hparams.margin``).
+HParams = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameter:
+  """One hyperparameter of a loss.
+
+  Attributes:
+    default: the value used unless the config sets another.
+    source: where the default comes from: ``'paper: <authors year,
+      section>'`` only where the paper states it, otherwise ``'official
+      code: ...'``, ``'another paper: ...'`` or ``'chosen here: <why>'``.
+    doc: what it is, for the README table and the config.
+    value_type: the type a command-line override is parsed as; needed only
+      when `default` is None (None means "derived", as the doc says).
+  """
+
+  default: Any
+  source: str
+  doc: str
+  value_type: type | None = None
+
+  def __post_init__(self):
+    if self.default is None and self.value_type is None:
+      raise ValueError('A hyperparameter defaulting to None needs value_type')
+
+  @property
+  def type(self) -> type:
+    return self.value_type or type(self.default)
+
+
+class GlobalBatch(NamedTuple):
+  """The global batch (all devices, all hosts) a device's anchors see.
+
+  Attributes:
+    embeddings: ``[global_batch, dim]``, all-gathered; gradients flow back
+      to the device that computed each row.
+    labels: ``[global_batch]`` or ``[global_batch, num_labels]``.
+    anchor_indices: ``[local_batch]`` rows of this device's examples.
+  """
+
+  embeddings: jax.Array
+  labels: jax.Array
+  anchor_indices: jax.Array
+
+
+class LossInputs(NamedTuple):
+  """What the step hands an objective's loss and scores.
+
+  Attributes:
+    embeddings: ``[local_batch, dim]`` float32 embeddings of this device.
+    labels: ``[local_batch]`` class ids, or ``[local_batch, num_labels]``
+      in ``{0, 1}`` for multi-label objectives.
+    outputs: the head's outputs by name (``logits``, ``class_weights``...).
+    global_batch: the `GlobalBatch` for objectives with
+      ``reference='global_batch'``; None otherwise (and in evaluation).
+  """
+
+  embeddings: jax.Array
+  labels: jax.Array
+  outputs: Mapping[str, jax.Array]
+  global_batch: GlobalBatch | None = None
+
+
+# (inputs, hparams) -> (values, weights), both [n]. The step minimises
+# sum(weights * values) summed over devices / (sum of weights over devices):
+# per-example losses give values [local_batch] with weights 1 (or 0 for
+# anchors without pairs); a batch-level loss computed from the global batch
+# gives its scalar as values [1] with weight 1 on every device, which makes
+# the summed gradient exactly that of the one-device loss.
+LossFn = Callable[[LossInputs, HParams], tuple[jax.Array, jax.Array]]
+
+
+class Refresh(NamedTuple):
+  """Head state recomputed from a whole split, outside the gradient step.
+
+  The loop calls it every ``period(hparams, steps_per_epoch)`` steps (and
+  before the first): `statistics` runs on every evaluation batch of the
+  training split on every device; its results are summed over batches,
+  devices and hosts, and `update` turns the sums into the new head state.
+
+  Attributes:
+    period: (hparams, steps_per_epoch) -> steps between refreshes.
+    statistics: (embeddings ``[n, dim]``, labels ``[n]``, mask ``[n]``
+      bool (False: padding), num_classes) -> a tree of sums.
+    update: (head_state, summed statistics, hparams) -> new head_state.
+  """
+
+  period: Callable[[HParams, int], int]
+  statistics: Callable[[jax.Array, jax.Array, jax.Array, int], Any]
+  update: Callable[[Any, Any, HParams], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """How one loss is trained and evaluated.
+
+  Attributes:
+    name: the ``config.loss.name`` that selects it.
+    paper: the reference, for the README and the logs.
+    hyperparameters: name -> `Hyperparameter`; exactly the fields of
+      ``config.loss`` besides ``name``.
+    make_head: (num_classes, hparams) -> the head module.
+    loss: see `LossFn`.
+    scores: (inputs, hparams) -> ``[batch, num_classes]`` class scores whose
+      argmax is the prediction (multi-label: ``[batch, num_labels]``
+      probabilities that each label is present); None when the loss trains
+      no classifier (prediction by nearest class mean only).
+    multilabel: targets are ``{0, 1}`` label sets.
+    sampling: ``'class_balanced'`` for losses that need several examples of
+      a class in each batch (pair-wise losses), else ``'random'``.
+    reference: ``'global_batch'`` for losses that score the all-gathered
+      global batch (pair-wise and batch-level losses), else ``'local'``.
+    refresh: a `Refresh`, or None.
+    extra_metrics: (head params as numpy arrays, hparams) -> dict of
+      metric name -> float, added to every evaluation; or None.
+  """
+
+  name: str
+  paper: str
+  hyperparameters: Mapping[str, Hyperparameter]
+  make_head: Callable[[int, HParams], nn.Module]
+  loss: LossFn
+  scores: Callable[[LossInputs, HParams], jax.Array] | None = None
+  multilabel: bool = False
+  sampling: Literal['random', 'class_balanced'] = 'random'
+  reference: Literal['local', 'global_batch'] = 'local'
+  refresh: Refresh | None = None
+  extra_metrics: Callable[[Any, HParams], dict[str, float]] | None = None
+
+
+def per_example(values: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """A `LossFn` result for ``[local_batch]`` losses, each of weight 1."""
+  return values, jax.numpy.ones(values.shape[:1], jax.numpy.float32)
+
+
+def batch_level(value: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """A `LossFn` result for a scalar loss of the whole global batch.
+
+  Every device computes the same scalar from the `GlobalBatch`; weighting
+  it 1 on each of N devices makes each contribute value / N, and the
+  gradients summed over devices (through the all-gather) are exactly those
+  of the one-device loss.
+  """
+  return value.reshape(1), jax.numpy.ones((1,), jax.numpy.float32)
