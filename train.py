@@ -20,13 +20,18 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import app, flags, logging
-from clu import metric_writers, periodic_actions
 from ml_collections import config_flags
 
 import input_pipeline
 import models
 from models import heads
-from training import checkpointing, evaluation_loop, objectives, optimizers
+from training import (
+  checkpointing,
+  evaluation_loop,
+  objectives,
+  optimizers,
+  tensorboard_writer,
+)
 from training import steps as steps_lib
 
 
@@ -192,7 +197,7 @@ def train_and_evaluate(
     )
   start_step = int(state.step)
 
-  writer = metric_writers.create_default_writer(
+  writer = tensorboard_writer.create_default_writer(
     workdir, just_logging=jax.process_index() > 0, asynchronous=True
   )
   if start_step == 0:
@@ -226,7 +231,7 @@ def train_and_evaluate(
   if refresh_every and start_step == 0:
     state = refresh(state)
 
-  report_progress = periodic_actions.ReportProgress(
+  report_progress = tensorboard_writer.periodic_actions.ReportProgress(
     num_train_steps=num_train_steps, writer=writer
   )
   termination = checkpointing.TerminationFlag()
@@ -381,14 +386,6 @@ class QuietLibraries(logging_lib.Filter):
     return not any(part in record.pathname for part in self._NOISY)
 
 
-def hide_accelerators_from_tensorflow() -> None:
-  """Keeps TensorFlow (pulled in by clu's TensorBoard writer) off the GPUs:
-  otherwise it may reserve GPU memory that JAX needs."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  tf.config.experimental.set_visible_devices([], 'GPU')
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -402,7 +399,6 @@ def main(argv):
       num_processes=FLAGS.num_processes,
       process_id=FLAGS.process_id,
     )
-  hide_accelerators_from_tensorflow()
   logging.info(
     'JAX process %d/%d, local devices: %s',
     jax.process_index(),
