@@ -33,8 +33,7 @@ def _batch():
 
 
 def _run(loss_name, devices, parallelism='pmap'):
-  config = default.get_config()
-  config.loss.name = loss_name
+  config = default.get_config(loss_name)
   objective = objectives.get_objective(loss_name)
   hparams = objectives.resolve_hparams(objective, config.loss)
   backbone = models.get_model(
@@ -66,9 +65,16 @@ def _run(loss_name, devices, parallelism='pmap'):
   return state, new_state, metrics
 
 
-@pytest.mark.parametrize(
-  'loss_name', ['softmax', 'g_softmax', 'circle_pairwise', 'ldmat', 'triplet']
-)
+# Every objective that sees the global batch (pair-wise and batch-level
+# losses), and two that see only their shard.
+_CROSS_DEVICE = ['softmax', 'g_softmax'] + [
+  objective.name
+  for objective in objectives.all_objectives()
+  if objective.reference == 'global_batch'
+]
+
+
+@pytest.mark.parametrize('loss_name', _CROSS_DEVICE)
 def test_four_devices_equal_one_device(loss_name):
   assert jax.local_device_count() >= 4
   start, one, one_metrics = _run(loss_name, jax.local_devices()[:1])
@@ -128,7 +134,7 @@ jax.monitoring.register_event_duration_secs_listener(_record_compile_event)
 @pytest.mark.parametrize('parallelism', ['pmap', 'shard_map'])
 def test_replicated_state_compiles_the_step_once(parallelism):
   state, _, _ = _run('softmax', jax.local_devices()[:2], parallelism)
-  config = default.get_config()
+  config = default.get_config('softmax')
   objective = objectives.get_objective('softmax')
   hparams = objectives.resolve_hparams(objective, config.loss)
   steps = steps_lib.make_steps(
@@ -152,3 +158,33 @@ def test_replicated_state_compiles_the_step_once(parallelism):
     _RECORDING.clear()
   assert not _COMPILE_EVENTS, _COMPILE_EVENTS
   assert int(steps_lib.to_host(state.step)) == 3
+
+
+@pytest.mark.parametrize('parallelism', ['pmap', 'shard_map'])
+def test_refresh_statistics_sum_over_devices(parallelism):
+  """vMF's per-class sums: 4 devices == 1 device, padding rows dropped."""
+  state, _, _ = _run('vmf', jax.local_devices()[:1])
+  objective = objectives.get_objective('vmf')
+  hparams = objectives.resolve_hparams(
+    objective, default.get_config('vmf').loss
+  )
+  batch = _batch()
+  batch['mask'] = np.arange(_GLOBAL_BATCH) < _GLOBAL_BATCH - 3
+  results = []
+  for devices in (jax.local_devices()[:1], jax.local_devices()[:4]):
+    steps = steps_lib.make_steps(
+      objective,
+      hparams,
+      lambda step: 0.1,
+      10,
+      parallelism=parallelism,
+      devices=devices,
+    )
+    results.append(
+      steps_lib.to_host(steps.refresh_statistics(steps.replicate(state), batch))
+    )
+  (sums_one, counts_one), (sums_four, counts_four) = results
+  np.testing.assert_array_equal(counts_four, counts_one)
+  np.testing.assert_allclose(sums_four, sums_one, rtol=1e-5, atol=1e-6)
+  expected_counts = np.bincount(batch['label'][batch['mask']], minlength=10)
+  np.testing.assert_array_equal(counts_one, expected_counts)
