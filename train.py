@@ -8,6 +8,7 @@ resumes from the newest checkpoint.
 """
 
 import functools
+import importlib.util
 import json
 import logging as logging_lib
 import os
@@ -408,7 +409,53 @@ def main(argv):
   train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
+def _load_config_file(argv: list[str]):
+  """The config named by ``--config=PATH[:ARG]``, without overrides."""
+  for arg in argv:
+    if arg.startswith('--config='):
+      path, _, config_arg = arg[len('--config=') :].partition(':')
+      spec = importlib.util.spec_from_file_location('_config_file', path)
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      if config_arg:
+        return module.get_config(config_arg)
+      return module.get_config()
+  return None
+
+
+def unknown_override_message(argv: list[str]) -> str | None:
+  """Names the ``--config.a.b`` override whose field does not exist, with
+  the fields that do (config_flags says only ``AttributeError: 'b'``)."""
+  config = _load_config_file(argv)
+  if config is None:
+    return None
+  for arg in argv:
+    if not arg.startswith('--config.'):
+      continue
+    path = arg[len('--config.') :].partition('=')[0].split('.')
+    node = config
+    for depth, key in enumerate(path):
+      if not hasattr(node, 'keys') or key not in node:
+        parent = '.'.join(['config', *path[:depth]])
+        valid = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else ''
+        return (
+          f'{arg.partition("=")[0]}: {parent} has no field {key!r}; its '
+          f'fields: {valid}'
+        )
+      node = node[key]
+  return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with an override of a missing field named."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as error:
+    message = unknown_override_message(argv) or repr(error)
+    raise SystemExit(f'train.py: {message}') from None
+
+
 if __name__ == '__main__':
   define_flags()
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

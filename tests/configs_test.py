@@ -5,9 +5,12 @@ import importlib
 import os
 
 import pytest
+from absl import flags
+from ml_collections import config_flags
 
 import input_pipeline
 import models
+import train
 from input_pipeline.datasets import catalog
 from training import objectives
 
@@ -45,16 +48,19 @@ def test_config_builds(module_name, loss):
   config = module.get_config() if loss is None else module.get_config(loss)
   objective = objectives.get_objective(config.loss.name)
   assert config.input.name in input_pipeline.NAMES
-  unknown = (
-    set(config.model) - {'name'} - models.attribute_names(config.model.name)
+  # config.model holds exactly the backbone's attributes, config.loss
+  # exactly the loss's hyperparameters.
+  assert set(config.model) - {'name'} == models.attribute_names(
+    config.model.name
   )
-  assert not unknown, unknown
-  if objective.pairwise:
+  assert set(config.loss) - {'name'} == set(objective.hyperparameters)
+  if loss is not None:
+    assert config.loss.name == loss
+  if objective.sampling == 'class_balanced':
     assert config.input.sampler == 'class_balanced'
-  # Every None hyperparameter resolves to the loss's paper default.
   objectives.resolve_hparams(objective, config.loss)
   spec = catalog.get_spec(config.input.name)
-  if objective.pairwise and spec.num_classes:
+  if objective.sampling == 'class_balanced' and spec.num_classes:
     # A class-balanced batch must find enough training classes.
     train_classes = spec.num_classes
     if config.input.class_disjoint:
@@ -96,3 +102,71 @@ def test_comparison_config_plans_valid_runs(module_name, mode, tmp_path):
     objectives.resolve_hparams(
       objectives.get_objective(run.loss), experiment.loss
     )
+
+
+def _parse(*argv):
+  argv = ['train.py', *argv]
+  flag_values = flags.FlagValues()
+  # sys_argv: config_flags finds the override flags in it, as in train.py.
+  config_flags.DEFINE_config_file(
+    'config',
+    None,
+    'Experiment config file.',
+    flag_values,
+    lock_config=True,
+    sys_argv=argv,
+  )
+  flag_values(argv)
+  return flag_values.config
+
+
+def test_command_line_picks_loss_and_overrides_hyperparameters():
+  config = _parse(
+    f'--config={_CONFIG_DIR}/default.py:cosface', '--config.loss.margin=0.2'
+  )
+  assert config.loss.name == 'cosface'
+  assert config.loss.margin == 0.2
+  assert config.loss.scale == 64.0
+
+
+def test_command_line_sets_a_none_default_hyperparameter():
+  config = _parse(
+    f'--config={_CONFIG_DIR}/default.py:circle_pairwise',
+    '--config.loss.block_size=16',
+  )
+  assert config.loss.block_size == 16
+
+
+def test_command_line_rejects_another_losss_hyperparameter():
+  argv = [f'--config={_CONFIG_DIR}/default.py:cosface', '--config.loss.gamma=2']
+  with pytest.raises(AttributeError):
+    _parse(*argv)
+  # What train.py prints instead of config_flags' bare "'gamma'".
+  assert train.unknown_override_message(argv) == (
+    "--config.loss.gamma: config.loss has no field 'gamma'; its fields: "
+    'margin, name, scale'
+  )
+
+
+def test_command_line_sets_any_backbone_attribute():
+  config = _parse(
+    f'--config={_CONFIG_DIR}/image_folder.py',
+    '--config.model.stage_filters=(16,32,64)',
+    '--config.model.dtype=bfloat16',
+  )
+  assert tuple(config.model.stage_filters) == (16, 32, 64)
+  assert config.model.dtype == 'bfloat16'
+
+
+def test_command_line_names_valid_backbone_attributes():
+  argv = [
+    f'--config={_CONFIG_DIR}/image_folder.py',
+    '--config.model.stage_filterz=(16,32,64)',
+  ]
+  with pytest.raises(AttributeError):
+    _parse(*argv)
+  assert train.unknown_override_message(argv) == (
+    '--config.model.stage_filterz: config.model has no field '
+    "'stage_filterz'; its fields: bn_momentum, dtype, embedding_dim, name, "
+    'stage_filters'
+  )

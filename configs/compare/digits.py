@@ -10,28 +10,28 @@ run for every listed loss and seed:
   python -m benchmarks.compare --config=configs/compare/digits.py
   python -m benchmarks.compare --config=configs/compare/digits.py:quick
 
-Hyperparameters are each paper's (training/objectives.py); the only digits
-tuning is the shared schedule below, the same for every loss.
+Hyperparameters are each loss's defaults (training/objectives/, sources in
+the README); the only digits tuning is the shared schedule below, the same
+for every loss.
 """
 
 import ml_collections
 
-# Every single-label loss, softmax first: it is the reference row.
-SINGLE_LABEL_LOSSES = (
-  'softmax',
-  'g_softmax',
-  'virtual_softmax',
-  'circle_class',
-  'circle_pairwise',
-  'vmf',
-  'ldmat',
-  'normface',
-  'cosface',
-  'arcface',
-  'center',
-  'triplet',
-)
-MULTILABEL_LOSSES = ('softmax_multilabel', 'g_softmax_multilabel')
+from training import objectives
+
+
+def _losses(*, multilabel: bool, reference: str) -> tuple[str, ...]:
+  # Every registered loss of the kind, the reference row first.
+  names = [
+    objective.name
+    for objective in objectives.all_objectives()
+    if objective.multilabel == multilabel and objective.name != reference
+  ]
+  return (reference, *names)
+
+
+SINGLE_LABEL_LOSSES = _losses(multilabel=False, reference='softmax')
+MULTILABEL_LOSSES = _losses(multilabel=True, reference='softmax_multilabel')
 
 CLASSIFICATION_METRICS = (
   'accuracy',
