@@ -24,7 +24,7 @@ from training.objectives.interface import (
   per_example,
 )
 
-_NOT_DEFINITIONS = ('interface',)
+_NOT_DEFINITIONS = ('interface', '__main__')
 
 
 def _collect() -> dict[str, Objective]:

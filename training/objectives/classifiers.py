@@ -83,6 +83,10 @@ def _center(inputs, hparams):
   return per_example(softmax + hparams.center_weight * center)
 
 
+_CIRCLE_FACE = (
+  "third-party code: pytorch-metric-learning's CircleLoss docs, for the "
+  "paper's face recognition setting"
+)
 _SCALE_DOC = 's, the logit scale (cosines are multiplied by it)'
 
 OBJECTIVES = (
@@ -162,14 +166,12 @@ OBJECTIVES = (
     hyperparameters={
       'margin': Hyperparameter(
         0.25,
-        source="pytorch-metric-learning's docs, for the paper's face "
-        'recognition setting (the paper text was not available here)',
+        source=_CIRCLE_FACE,
         doc='m, the relaxation margin',
       ),
       'gamma': Hyperparameter(
         256.0,
-        source="pytorch-metric-learning's docs, for the paper's face "
-        'recognition setting',
+        source=_CIRCLE_FACE,
         doc='gamma, the scale factor',
       ),
     },

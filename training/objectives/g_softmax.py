@@ -19,14 +19,16 @@ from training.objectives.interface import (
 _PAPER = 'Luo et al. 2019'
 # Luo et al.'s released code (Torch, G-softmax repository): the Gaussians
 # start at mu 0, sigma 1 (its -gsm_mu / -gsm_sigma defaults).
-_OFFICIAL = "official code: Luo et al.'s release, train options "
+_OFFICIAL = "official code: Luo et al.'s release, "
 _GAUSSIANS = {
   'mu_init': Hyperparameter(
-    0.0, source=_OFFICIAL + '-gsm_mu', doc='initial mean of every Gaussian'
+    0.0,
+    source=_OFFICIAL + 'option -gsm_mu',
+    doc='initial mean of every Gaussian',
   ),
   'sigma_init': Hyperparameter(
     1.0,
-    source=_OFFICIAL + '-gsm_sigma',
+    source=_OFFICIAL + 'option -gsm_sigma',
     doc='initial standard deviation of every Gaussian',
   ),
 }
@@ -126,7 +128,7 @@ OBJECTIVES = (
     paper=_PAPER,
     hyperparameters={
       'gaussian_scale': _gaussian_scale(
-        0.1, _OFFICIAL + '-gsm_scale of the Tiny ImageNet script'
+        0.1, _OFFICIAL + '-gsm_scale of its Tiny ImageNet script'
       ),
       **_GAUSSIANS,
     },
@@ -142,7 +144,8 @@ OBJECTIVES = (
       # The official multi-label criterion is built without -gsm_scale, so
       # its runs used lambda = 1 whatever the README's command says.
       'gaussian_scale': _gaussian_scale(
-        1.0, _OFFICIAL + 'multi-label criterion (lambda fixed at 1)'
+        1.0,
+        _OFFICIAL + 'multi-label criterion, built without -gsm_scale (so 1)',
       ),
       **_GAUSSIANS,
     },
