@@ -30,11 +30,9 @@ def _command(workdir, data_dir, *extra):
   return [
     sys.executable,
     os.path.join(_ROOT, 'train.py'),
-    f'--config={os.path.join(_ROOT, "configs", "tiny.py")}',
+    f'--config={os.path.join(_ROOT, "configs", "tiny.py")}:circle_pairwise',
     f'--workdir={workdir}',
     f'--config.input.data_dir={data_dir}',
-    '--config.loss.name=circle_pairwise',
-    '--config.input.sampler=class_balanced',
     # Plain SGD keeps round-off differences round-off sized; Adam's
     # normalised update would blow those of near-zero gradients up to a
     # full step.
