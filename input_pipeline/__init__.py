@@ -9,16 +9,23 @@ Public API::
 
 ``default_input_config()`` lists every ``config.input`` field. Catalog sets
 are prepared (downloaded) with ``python -m input_pipeline.prepare``.
+
+The names are loaded on first use, so that a process that only prepares
+data (``input_pipeline.prepare``, ``input_pipeline.preparation``) does not
+import grain and JAX.
 """
 
-from input_pipeline.config import default_input_config
-from input_pipeline.datasets.catalog import NAMES, DataNotPreparedError
-from input_pipeline.pipeline import (
-  SAMPLERS,
-  Dataset,
-  DatasetInfo,
-  create_dataset,
-)
+import importlib
+
+_MODULES = {
+  'NAMES': 'input_pipeline.datasets.catalog',
+  'DataNotPreparedError': 'input_pipeline.datasets.catalog',
+  'default_input_config': 'input_pipeline.config',
+  'SAMPLERS': 'input_pipeline.pipeline',
+  'Dataset': 'input_pipeline.pipeline',
+  'DatasetInfo': 'input_pipeline.pipeline',
+  'create_dataset': 'input_pipeline.pipeline',
+}
 
 __all__ = (
   'NAMES',
@@ -29,3 +36,15 @@ __all__ = (
   'create_dataset',
   'default_input_config',
 )
+
+
+def __getattr__(name):
+  if name not in _MODULES:
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  value = getattr(importlib.import_module(_MODULES[name]), name)
+  globals()[name] = value
+  return value
+
+
+def __dir__():
+  return sorted(set(globals()) | set(__all__))

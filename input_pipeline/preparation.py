@@ -1,22 +1,38 @@
-"""Preparing data sets as array_record in a TFDS data dir.
+"""Preparing data sets as array_record in a TFDS data dir, once.
 
 * Embedded sets (digits, digits_multilabel) and image folders are prepared
   from local files, automatically on first use.
 * Catalog sets are downloaded and prepared only when asked: by
   ``python -m input_pipeline.prepare`` or ``config.input.download=True``.
 
-Preparation of one set holds an exclusive ``fcntl`` lock on
-``DATA_DIR/.<name>.lock``, so processes of one multi-process run that share
-a data dir prepare it once: the others wait and then find it prepared.
+Safe under concurrency (two runs sharing a data dir, the workers of
+``benchmarks.compare``, the processes of a multi-host run on a shared file
+system): one process prepares a set while holding the lock file
+``DATA_DIR/.<name>.lock`` (for ``DATA_DIR/<name>[/<config>]/<version>``;
+see `input_pipeline.locks`), the others wait for it and then read the
+finished copy. TFDS prepares into ``incomplete.*`` beside the version dir
+and renames it into place only once ``dataset_info.json`` is written, so a
+set counts as prepared exactly when its version dir holds that file
+(`is_prepared`). A preparer killed half-way leaves only ``incomplete.*``
+dirs, which the next preparer removes before it starts again.
+
+A waiter gives up after ``$DISCFEAT_PREPARE_TIMEOUT`` seconds (default
+`DEFAULT_TIMEOUTS`, per origin) with `locks.PreparationLockTimeout`, naming
+the lock and its holder. In a multi-process JAX run, `process_0_first` lets
+process 0 prepare before the others look.
 """
 
-import contextlib
-import fcntl
+import glob
 import os
+import shutil
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import tensorflow_datasets as tfds
 from absl import logging
 
+from input_pipeline import locks
 from input_pipeline.datasets import catalog, digits, image_folder
 
 _EMBEDDED_BUILDERS = {
@@ -24,53 +40,187 @@ _EMBEDDED_BUILDERS = {
   'digits_multilabel': digits.DigitsMultilabel,
 }
 FILE_FORMAT = 'array_record'
-
-
-@contextlib.contextmanager
-def _exclusive(data_dir: str, name: str):
-  """Holds an exclusive lock on ``data_dir/.name.lock``."""
-  os.makedirs(data_dir, exist_ok=True)
-  lock_path = os.path.join(data_dir, f'.{name.replace("/", "_")}.lock')
-  with open(lock_path, 'a') as lock_file:
-    fcntl.flock(lock_file, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(lock_file, fcntl.LOCK_UN)
+TIMEOUT_ENV = 'DISCFEAT_PREPARE_TIMEOUT'
+# Seconds a process waits for another one's preparation of a set of each
+# origin (the digits take seconds; a large folder or download, hours).
+DEFAULT_TIMEOUTS = {
+  'embedded': 600.0,
+  'folder': 6 * 3600.0,
+  'catalog': 24 * 3600.0,
+}
+# TFDS prepares into DIR/<this prefix>XXXXXX_<version> and renames it.
+_INCOMPLETE_PREFIX = 'incomplete.'
+_T = TypeVar('_T')
 
 
 def is_prepared(version_dir: str) -> bool:
-  """TFDS writes dataset_info.json last, after renaming the finished dir."""
+  """Whether `version_dir` holds a finished preparation.
+
+  TFDS writes ``dataset_info.json`` into its temporary dir last and then
+  renames that dir to `version_dir`, so the file marks completion.
+  """
   return os.path.isfile(os.path.join(version_dir, 'dataset_info.json'))
 
 
-def embedded_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+def lock_timeout(origin: str) -> float:
+  """Seconds to wait for another preparer: ``$DISCFEAT_PREPARE_TIMEOUT``,
+  else the origin's default.
+
+  Raises:
+    ValueError: for a value of the variable that is not a positive number.
+  """
+  value = os.environ.get(TIMEOUT_ENV)
+  if not value:
+    return DEFAULT_TIMEOUTS[origin]
+  try:
+    seconds = float(value)
+  except ValueError:
+    seconds = -1.0
+  if not seconds > 0:
+    raise ValueError(
+      f'${TIMEOUT_ENV} must be a positive number of seconds, received {value!r}'
+    )
+  return seconds
+
+
+def lock_path(version_dir: str, data_dir: str) -> str:
+  """``DATA_DIR/.<name>.lock`` for ``DATA_DIR/<name>[/<config>]/<version>``.
+
+  ``/`` in the name becomes ``_`` (``.coco_2017.lock``).
+  """
+  name = os.path.relpath(os.path.dirname(version_dir), data_dir)
+  return os.path.join(data_dir, f'.{name.replace(os.sep, "_")}.lock')
+
+
+def _discard_unfinished(version_dir: str) -> None:
+  """Removes what an unfinished preparation of `version_dir` left.
+
+  Only called while holding the set's lock, so nobody is writing there.
+  """
+  parent, version = os.path.split(version_dir)
+  pattern = os.path.join(
+    glob.escape(parent), f'{_INCOMPLETE_PREFIX}*_{glob.escape(version)}'
+  )
+  leftovers = glob.glob(pattern)
+  # Without dataset_info.json, TFDS would "reuse" the dir as it is.
+  if os.path.isdir(version_dir):
+    leftovers.append(version_dir)
+  for path in leftovers:
+    logging.warning('Removing %s, left by an unfinished preparation.', path)
+    shutil.rmtree(path)
+
+
+def prepare_once(
+  version_dir: str,
+  data_dir: str,
+  build: Callable[[], Any],
+  *,
+  origin: str,
+  purpose: str,
+  timeout: float | None = None,
+) -> str:
+  """Runs `build` unless `version_dir` is prepared, in one process at once.
+
+  Args:
+    version_dir: the version dir that `build` prepares.
+    data_dir: the TFDS data dir holding it (the lock goes there).
+    build: prepares `version_dir` (a TFDS ``download_and_prepare``).
+    origin: the set's origin (``'embedded'``, ``'folder'``, ``'catalog'``),
+      for the default timeout.
+    purpose: what is prepared, for the lock's holder record.
+    timeout: seconds to wait for another preparer; None: `lock_timeout`.
+
+  Returns:
+    `version_dir`, prepared.
+
+  Raises:
+    locks.PreparationLockTimeout: another process held the lock too long.
+    RuntimeError: `build` returned without preparing `version_dir`.
+  """
+  if is_prepared(version_dir):
+    return version_dir
+  timeout = lock_timeout(origin) if timeout is None else timeout
+  path = lock_path(version_dir, data_dir)
+  with locks.holding(path, purpose=purpose, timeout=timeout):
+    # Another process may have finished it while this one waited.
+    if is_prepared(version_dir):
+      return version_dir
+    _discard_unfinished(version_dir)
+    build()
+    if not is_prepared(version_dir):
+      raise RuntimeError(
+        f'The preparation ({purpose}) ended without writing '
+        f'{os.path.join(version_dir, "dataset_info.json")}'
+      )
+  return version_dir
+
+
+def prepare_embedded(
+  name: str, data_dir: str, *, timeout: float | None = None
+) -> str:
+  """Prepares the embedded set `name` if missing.
+
+  Args:
+    name: ``'digits'`` or ``'digits_multilabel'``.
+    data_dir: the resolved TFDS data dir.
+    timeout: seconds to wait for another preparer; None: `lock_timeout`.
+
+  Returns:
+    The prepared version directory.
+  """
+  builder_cls = _EMBEDDED_BUILDERS[name]
+  version_dir = os.path.join(
+    data_dir, builder_cls.name, str(builder_cls.VERSION)
+  )
+
+  def build():
+    logging.info('Preparing %s in %s (offline).', name, version_dir)
+    builder = builder_cls(data_dir=data_dir, file_format=FILE_FORMAT)
+    builder.download_and_prepare(file_format=FILE_FORMAT)
+
+  return prepare_once(
+    version_dir,
+    data_dir,
+    build,
+    origin='embedded',
+    purpose=f'preparing {name}',
+    timeout=timeout,
+  )
+
+
+def embedded_builder(
+  name: str, data_dir: str, *, timeout: float | None = None
+) -> tfds.core.DatasetBuilder:
   """The embedded set `name`'s builder, prepared on first use.
 
   Args:
     name: ``'digits'`` or ``'digits_multilabel'``.
     data_dir: the resolved TFDS data dir.
+    timeout: seconds to wait for another preparer; None: `lock_timeout`.
 
   Returns:
     The prepared builder.
   """
-  builder_cls = _EMBEDDED_BUILDERS[name]
-  builder = builder_cls(data_dir=data_dir, file_format=FILE_FORMAT)
-  if not is_prepared(str(builder.data_path)):
-    with _exclusive(data_dir, name):
-      if not is_prepared(str(builder.data_path)):
-        logging.info('Preparing %s in %s (offline).', name, builder.data_path)
-        builder.download_and_prepare(file_format=FILE_FORMAT)
-  return builder
+  prepare_embedded(name, data_dir, timeout=timeout)
+  # Made only now: a builder made before the data existed keeps metadata
+  # without splits, even once another process has prepared them.
+  return _EMBEDDED_BUILDERS[name](data_dir=data_dir, file_format=FILE_FORMAT)
 
 
-def image_folder_dir(root: str, image_size: int | None, data_dir: str) -> str:
+def image_folder_dir(
+  root: str,
+  image_size: int | None,
+  data_dir: str,
+  *,
+  timeout: float | None = None,
+) -> str:
   """The prepared copy of an image folder, prepared on first use.
 
   Args:
     root: the folder holding ``train/<class>/`` and ``test/<class>/``.
     image_size: resize side, or None to keep the common original size.
     data_dir: the resolved TFDS data dir.
+    timeout: seconds to wait for another preparer; None: `lock_timeout`.
 
   Returns:
     The version directory, readable with ``tfds.builder_from_directory``.
@@ -85,25 +235,34 @@ def image_folder_dir(root: str, image_size: int | None, data_dir: str) -> str:
     image_folder.config_name(listing, image_size),
     str(image_folder.UserImageFolder.VERSION),
   )
-  if is_prepared(version_dir):
-    return version_dir
-  with _exclusive(data_dir, image_folder.BUILDER_NAME):
-    if not is_prepared(version_dir):
-      config = image_folder.make_config(root, image_size)
-      builder = image_folder.UserImageFolder(
-        config=config, data_dir=data_dir, file_format=FILE_FORMAT
-      )
-      logging.info('Preparing image folder %s in %s.', root, version_dir)
-      builder.download_and_prepare(file_format=FILE_FORMAT)
-  return version_dir
+
+  def build():
+    config = image_folder.make_config(root, image_size)
+    builder = image_folder.UserImageFolder(
+      config=config, data_dir=data_dir, file_format=FILE_FORMAT
+    )
+    logging.info('Preparing image folder %s in %s.', root, version_dir)
+    builder.download_and_prepare(file_format=FILE_FORMAT)
+
+  return prepare_once(
+    version_dir,
+    data_dir,
+    build,
+    origin='folder',
+    purpose=f'preparing image folder {listing.root}',
+    timeout=timeout,
+  )
 
 
-def download_and_prepare_catalog(name: str, data_dir: str) -> str:
+def download_and_prepare_catalog(
+  name: str, data_dir: str, *, timeout: float | None = None
+) -> str:
   """Downloads and prepares catalog set `name` as array_record.
 
   Args:
     name: a catalog name of `catalog.SPECS`.
     data_dir: the resolved TFDS data dir.
+    timeout: seconds to wait for another preparer; None: `lock_timeout`.
 
   Returns:
     The prepared version directory.
@@ -113,19 +272,27 @@ def download_and_prepare_catalog(name: str, data_dir: str) -> str:
     raise ValueError(f'{name!r} is not a TFDS catalog set')
   catalog.check_tensorflow(spec)
   version_dir, _ = catalog.version_dir(spec.tfds_name, data_dir)
-  with _exclusive(data_dir, spec.tfds_name):
-    if not is_prepared(version_dir):
-      logging.info(
-        'Downloading and preparing %s (%s) into %s.',
-        spec.tfds_name,
-        spec.size_note,
-        data_dir,
-      )
-      builder = tfds.builder(
-        spec.tfds_name, data_dir=data_dir, file_format=FILE_FORMAT
-      )
-      builder.download_and_prepare(file_format=FILE_FORMAT)
-  return version_dir
+
+  def build():
+    logging.info(
+      'Downloading and preparing %s (%s) into %s.',
+      spec.tfds_name,
+      spec.size_note,
+      data_dir,
+    )
+    builder = tfds.builder(
+      spec.tfds_name, data_dir=data_dir, file_format=FILE_FORMAT
+    )
+    builder.download_and_prepare(file_format=FILE_FORMAT)
+
+  return prepare_once(
+    version_dir,
+    data_dir,
+    build,
+    origin='catalog',
+    purpose=f'downloading and preparing {spec.tfds_name}',
+    timeout=timeout,
+  )
 
 
 def prepare(
@@ -152,7 +319,7 @@ def prepare(
   spec = catalog.get_spec(name)
   data_dir = catalog.resolve_data_dir(data_dir)
   if spec.origin == 'embedded':
-    return str(embedded_builder(name, data_dir).data_path)
+    return prepare_embedded(name, data_dir)
   if spec.origin == 'folder':
     if not image_folder_root:
       raise ValueError(
@@ -161,3 +328,77 @@ def prepare(
       )
     return image_folder_dir(image_folder_root, image_size, data_dir)
   return download_and_prepare_catalog(name, data_dir)
+
+
+def prepare_input(config: Any) -> str:
+  """Makes the set of an input config readable, as training would.
+
+  Embedded sets and image folders are prepared if missing; a catalog set is
+  downloaded only with ``config.download``, else checked.
+
+  Args:
+    config: the input config (``name``, ``data_dir``, ``download``,
+      ``image_folder``, ``image_size``).
+
+  Returns:
+    The prepared version directory.
+
+  Raises:
+    ValueError: for an unknown name or a bad image folder.
+    catalog.DataNotPreparedError: for a catalog set missing from data_dir
+      without ``config.download``.
+  """
+  spec = catalog.get_spec(config.name)
+  data_dir = catalog.resolve_data_dir(config.get('data_dir'))
+  if spec.origin == 'embedded':
+    return prepare_embedded(spec.name, data_dir)
+  if spec.origin == 'folder':
+    root = config.get('image_folder')
+    if not root:
+      raise ValueError(
+        "config.input.name='image_folder' needs config.input.image_folder "
+        '(ROOT holding train/<class>/ and test/<class>/), received '
+        f'{root!r}'
+      )
+    return image_folder_dir(root, config.get('image_size'), data_dir)
+  catalog.check_tensorflow(spec)
+  try:
+    return catalog.check_prepared(spec, data_dir)
+  except catalog.DataNotPreparedError:
+    if not config.get('download', False):
+      raise
+  return download_and_prepare_catalog(spec.name, data_dir)
+
+
+def process_0_first(prepare_fn: Callable[[], _T], name: str) -> _T:
+  """Runs `prepare_fn` in JAX process 0 before the other processes.
+
+  In a multi-process JAX run every process calls this at the same point:
+  process 0 prepares, all meet at a barrier
+  (``multihost_utils.sync_global_devices``), then the others run
+  `prepare_fn` and find the set prepared on a shared data dir, or prepare
+  their own copy on a per-host one (under the file lock either way). In a
+  single process (or before JAX is imported) it only runs `prepare_fn`.
+
+  Args:
+    prepare_fn: prepares the set; called once in every process.
+    name: the set's name, which makes the barrier's name.
+
+  Returns:
+    What `prepare_fn` returns.
+  """
+  jax = sys.modules.get('jax')
+  if jax is None or jax.process_count() == 1:
+    return prepare_fn()
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
+  barrier = f'input_pipeline: {name} prepared by process 0'
+  if jax.process_index() == 0:
+    try:
+      return prepare_fn()
+    finally:
+      # Also after an error: the others must not wait forever; they try
+      # themselves and meet the same error.
+      multihost_utils.sync_global_devices(barrier)
+  multihost_utils.sync_global_devices(barrier)
+  return prepare_fn()

@@ -93,7 +93,8 @@ def open_set(config: Any) -> OpenedSet:
   """Opens the configured set's train and test splits.
 
   Embedded sets and image folders are prepared on first use; catalog sets
-  must already be prepared (or `config.download` set).
+  must already be prepared (or `config.download` set). Safe when several
+  processes open a set at once (`preparation.prepare_once`).
 
   Args:
     config: the input config (``name``, ``data_dir``, ``download``,
@@ -109,6 +110,10 @@ def open_set(config: Any) -> OpenedSet:
   spec = catalog.get_spec(config.name)
   data_dir = catalog.resolve_data_dir(config.get('data_dir'))
   splits = spec.splits
+  # In a multi-process run, process 0 prepares before the others look.
+  version_dir = preparation.process_0_first(
+    lambda: preparation.prepare_input(config), spec.name
+  )
   if spec.origin == 'embedded':
     builder = preparation.embedded_builder(spec.name, data_dir)
     sources = {s: builder.as_data_source(s) for s in splits}
@@ -116,16 +121,6 @@ def open_set(config: Any) -> OpenedSet:
       s: builder.as_data_source(s, deserialize_method=_RAW) for s in splits
     }
   elif spec.origin == 'folder':
-    root = config.get('image_folder')
-    if not root:
-      raise ValueError(
-        "config.input.name='image_folder' needs config.input.image_folder "
-        '(ROOT holding train/<class>/ and test/<class>/), received '
-        f'{root!r}'
-      )
-    version_dir = preparation.image_folder_dir(
-      root, config.get('image_size'), data_dir
-    )
     builder = tfds.builder_from_directory(version_dir)
     sources = {s: builder.as_data_source(s) for s in splits}
     raw = {
@@ -140,13 +135,6 @@ def open_set(config: Any) -> OpenedSet:
       augmentation='crop_flip' if max(shape[:2]) <= 64 else 'inception_crop',
     )
   else:
-    catalog.check_tensorflow(spec)
-    try:
-      catalog.check_prepared(spec, data_dir)
-    except catalog.DataNotPreparedError:
-      if not config.get('download', False):
-        raise
-      preparation.download_and_prepare_catalog(spec.name, data_dir)
 
     def source(split, **kwargs):
       return tfds.data_source(

@@ -8,7 +8,7 @@ catalog sets: ``builder.as_data_source(split)`` and grain.
   A stratified 80/20 split with a fixed seed: 1438 train / 359 test.
 * ``digits_multilabel``: two digits of the same split side by side, 8x16x1,
   target the multi-hot set of the digits shown (one label when both are the
-  same digit). One composite per digit of the split, so 1437 / 360; the
+  same digit). One composite per digit of the split, so 1438 / 359; the
   train composites use only train digits and the test composites only test
   digits. Each record keeps the indices of its two source digits
   (``left_index``, ``right_index``: positions in the digits split) and their
