@@ -10,7 +10,9 @@ experiment config module, the losses and the metric columns. Every
 (task, loss, seed) run is an ordinary `train.train_and_evaluate` in its own
 workdir, so a rerun skips finished runs and resumes interrupted ones. The
 results go to ``<results_dir>/<name>.md`` with two figures beside it (see
-`benchmarks.compare_report`).
+`benchmarks.compare_report`). Before any run starts, each data set the
+unfinished runs read is prepared once (`prepare_data`), so that the workers
+only read it.
 
 For a catalog data set, prepare the data (`python -m
 input_pipeline.prepare`) and pass a comparison config whose tasks name its
@@ -34,6 +36,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from benchmarks import compare_report
+from input_pipeline import preparation
 from training import objectives
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -126,7 +129,6 @@ def _train(config_json: str, run: Run) -> dict[str, Any]:
   # and the parent's `--help` stays fast.
   import train  # pylint: disable=g-import-not-at-top
 
-  train.hide_accelerators_from_tensorflow()
   comparison = ml_collections.ConfigDict(json.loads(config_json))
   config = experiment_config(comparison.tasks[run.task], run.loss, run.seed)
   start = time.perf_counter()
@@ -217,6 +219,7 @@ def run_all(
     len(records),
     len(pending),
   )
+  prepare_data(config, pending)
   config_json = config.to_json()
   for run, record in _train_pending(config_json, pending, jobs):
     records[run] = record
@@ -242,6 +245,44 @@ def run_all(
       compare_report.headline(record['metrics']),
     )
   return [records[run] for run in runs]
+
+
+def prepare_data(
+  config: ml_collections.ConfigDict, runs: list[Run]
+) -> list[str]:
+  """Prepares each data set that `runs` read, once, in this process.
+
+  The workers then find it prepared. (Were they to meet an unprepared set,
+  the preparation lock would still let only one of them prepare it.) A
+  catalog set is downloaded only if its input config asks to.
+
+  Returns:
+    The prepared version directories, one per data set.
+
+  Raises:
+    input_pipeline.DataNotPreparedError: a catalog set is missing, before
+      any run starts (the message gives the command that prepares it).
+    ValueError: for a bad image folder.
+  """
+  prepared = {}
+  for run in runs:
+    config_input = experiment_config(
+      config.tasks[run.task], run.loss, run.seed
+    ).input
+    key = tuple(
+      config_input.get(field)
+      for field in (
+        'name',
+        'data_dir',
+        'image_folder',
+        'image_size',
+        'download',
+      )
+    )
+    if key not in prepared:
+      prepared[key] = preparation.prepare_input(config_input)
+      logging.info('Data set %s: prepared in %s.', key[0], prepared[key])
+  return list(prepared.values())
 
 
 def _failed(run: Run, error: Exception) -> dict[str, Any]:

@@ -158,3 +158,32 @@ def test_bold_needs_a_gain_beyond_the_seed_spread():
   assert '| noisy | 0.840 ± 0.085 |' in table
   # clear: +0.09 against a combined spread of 0.03.
   assert '| clear | **0.910 ± 0.014** |' in table
+
+
+def test_each_data_set_is_prepared_once_before_the_workers(
+  tmp_path, monkeypatch
+):
+  config = compare_digits.get_config('smoke')
+  data_dir = str(tmp_path / 'tfds')
+  for task in config.tasks.values():
+    task.overrides.input.data_dir = data_dir
+  events = []
+
+  def prepare_input(config_input):
+    events.append(('prepare', config_input.name, config_input.data_dir))
+    return os.path.join(config_input.data_dir, config_input.name)
+
+  def train_pending(config_json, pending, jobs):
+    events.append(('train', len(pending), jobs))
+    for run in pending:
+      yield run, compare._failed(run, RuntimeError('not trained'))
+
+  monkeypatch.setattr(compare.preparation, 'prepare_input', prepare_input)
+  monkeypatch.setattr(compare, '_train_pending', train_pending)
+  records = compare.run_all(config, str(tmp_path / 'runs'), jobs=2)
+  assert len(records) == 6
+  assert events == [
+    ('prepare', 'digits', data_dir),
+    ('prepare', 'digits_multilabel', data_dir),
+    ('train', 6, 2),
+  ]
