@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 
-from losses import _checks
+from losses import checks
 
 
 def accuracy(logits_or_predictions: Any, labels: Any) -> float:
@@ -24,15 +24,15 @@ def accuracy(logits_or_predictions: Any, labels: Any) -> float:
     ValueError: on wrong ranks, mismatched lengths or empty inputs.
     TypeError: on non-integer `labels` or non-integer ``[n]`` predictions.
   """
-  _checks.check_rank(labels, 1, 'labels', '[n]')
-  _checks.check_integer(labels, 'labels')
+  checks.check_rank(labels, 1, 'labels', '[n]')
+  checks.check_integer(labels, 'labels')
   rank = np.ndim(logits_or_predictions)
   if rank == 2:
     predictions = np.argmax(np.asarray(logits_or_predictions), axis=-1)
   elif rank == 1:
     # A rank-1 float array is ambiguous (scores of one class? rounded ids?),
     # so only integer ids are accepted there.
-    _checks.check_integer(logits_or_predictions, 'logits_or_predictions')
+    checks.check_integer(logits_or_predictions, 'logits_or_predictions')
     predictions = np.asarray(logits_or_predictions)
   else:
     raise ValueError(
@@ -41,7 +41,7 @@ def accuracy(logits_or_predictions: Any, labels: Any) -> float:
       f'{np.shape(logits_or_predictions)}'
     )
   labels = np.asarray(labels)
-  _checks.check_dim(
+  checks.check_dim(
     predictions.shape[0],
     labels.shape[0],
     'logits_or_predictions',
@@ -83,7 +83,7 @@ def nearest_class_mean_accuracy(
   )
   classes, means, _ = geometry.class_means(reference, reference_labels)
   x = np.asarray(embeddings, np.float64)
-  _checks.check_rank(x, 2, 'embeddings', '[n, dim]')
+  checks.check_rank(x, 2, 'embeddings', '[n, dim]')
   x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
   predictions = classes[np.argmax(x @ means.T, axis=1)]
   return accuracy(predictions.astype(np.int64), np.asarray(labels))

@@ -19,15 +19,14 @@ Computations run in the features' floating dtype, at least float32.
 
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 from scipy.spatial import distance as scipy_distance
 
-from losses import _checks
+import losses
+from losses import checks
 
 _METRICS = ('euclidean', 'cosine')
-# Norms are floored here so that a zero feature (or a class whose normalised
-# features cancel out) gets a zero direction instead of NaNs.
-_NORM_FLOOR = 1e-12
 
 
 class Compactness(NamedTuple):
@@ -69,11 +68,11 @@ def _float_dtype(x: np.ndarray) -> np.dtype:
 
 
 def _validated(embeddings: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
-  _checks.check_rank(embeddings, 2, 'embeddings', '[n, dim]')
-  _checks.check_floating(embeddings, 'embeddings')
-  _checks.check_rank(labels, 1, 'labels', '[n]')
-  _checks.check_integer(labels, 'labels')
-  _checks.check_dim(
+  checks.check_rank(embeddings, 2, 'embeddings', '[n, dim]')
+  checks.check_floating(embeddings, 'embeddings')
+  checks.check_rank(labels, 1, 'labels', '[n]')
+  checks.check_integer(labels, 'labels')
+  checks.check_dim(
     np.shape(labels)[0],
     np.shape(embeddings)[0],
     'labels',
@@ -86,11 +85,6 @@ def _validated(embeddings: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
   return embeddings.astype(_float_dtype(embeddings), copy=False), np.asarray(
     labels
   )
-
-
-def _l2_normalize(x: np.ndarray) -> np.ndarray:
-  norms = np.linalg.norm(x, axis=-1, keepdims=True)
-  return x / np.maximum(norms, _NORM_FLOOR).astype(x.dtype)
 
 
 def _grouped(
@@ -138,13 +132,17 @@ def _centres(
   Euclidean: raw features and class means. Cosine: unit features and unit
   class mean directions.
   """
-  _checks.check_choice(metric, 'metric', _METRICS)
-  if metric == 'cosine':
-    x = _l2_normalize(x)
-  classes, inverse, counts, sums = _grouped(x, labels)
-  centres = sums / counts[:, None]
-  if metric == 'cosine':
-    centres = _l2_normalize(centres)
+  checks.check_choice(metric, 'metric', _METRICS)
+  if metric == 'euclidean':
+    classes, inverse, counts, sums = _grouped(x, labels)
+    return classes, inverse, x, (sums / counts[:, None]).astype(x.dtype)
+  # `losses.l2_normalize` floors the norm, so a zero feature (or a class
+  # whose unit features cancel out) gets a zero direction, not NaNs. x64 is
+  # on for these calls only, so that float64 features stay float64.
+  with jax.enable_x64(True):
+    x = np.asarray(losses.l2_normalize(x))
+    classes, inverse, counts, sums = _grouped(x, labels)
+    centres = np.asarray(losses.l2_normalize(sums / counts[:, None]))
   return classes, inverse, x, centres.astype(x.dtype)
 
 
@@ -331,16 +329,16 @@ def feature_geometry(embeddings: Any, labels: Any) -> dict[str, float]:
 def _gaussian_parameters(
   mu: Any, sigma: Any
 ) -> tuple[np.ndarray | None, np.ndarray]:
-  _checks.check_rank(sigma, 1, 'sigma', '[num_classes]')
-  _checks.check_floating(sigma, 'sigma')
-  _checks.check_all_positive(sigma, 'sigma')
+  checks.check_rank(sigma, 1, 'sigma', '[num_classes]')
+  checks.check_floating(sigma, 'sigma')
+  checks.check_all_positive(sigma, 'sigma')
   sigma = np.asarray(sigma)
   dtype = _float_dtype(sigma)
   if mu is None:
     return None, sigma.astype(dtype)
-  _checks.check_rank(mu, 1, 'mu', '[num_classes]')
-  _checks.check_floating(mu, 'mu')
-  _checks.check_same_shape(mu, sigma, 'mu', 'sigma')
+  checks.check_rank(mu, 1, 'mu', '[num_classes]')
+  checks.check_floating(mu, 'mu')
+  checks.check_same_shape(mu, sigma, 'mu', 'sigma')
   mu = np.asarray(mu)
   dtype = np.promote_types(dtype, mu.dtype)
   return mu.astype(dtype), sigma.astype(dtype)
@@ -367,8 +365,8 @@ def gaussian_kl(mu_p: Any, sigma_p: Any, mu_q: Any, sigma_q: Any) -> np.ndarray:
   Raises:
     ValueError: on a non-positive standard deviation.
   """
-  _checks.check_all_positive(sigma_p, 'sigma_p')
-  _checks.check_all_positive(sigma_q, 'sigma_q')
+  checks.check_all_positive(sigma_p, 'sigma_p')
+  checks.check_all_positive(sigma_q, 'sigma_q')
   mu_p, sigma_p, mu_q, sigma_q = np.broadcast_arrays(
     *(np.asarray(a) for a in (mu_p, sigma_p, mu_q, sigma_q))
   )

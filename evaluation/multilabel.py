@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as sklearn_metrics
 
-from losses import _checks
+from losses import checks
 
 
 def _validated(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
-  _checks.check_rank(scores, 2, 'scores', '[n, num_labels]')
-  _checks.check_floating(scores, 'scores')
-  _checks.check_rank(targets, 2, 'targets', '[n, num_labels]')
-  _checks.check_same_shape(scores, targets, 'scores', 'targets')
+  checks.check_rank(scores, 2, 'scores', '[n, num_labels]')
+  checks.check_floating(scores, 'scores')
+  checks.check_rank(targets, 2, 'targets', '[n, num_labels]')
+  checks.check_same_shape(scores, targets, 'scores', 'targets')
   if np.shape(targets)[0] == 0:
     raise ValueError('`targets` must hold at least one sample, received 0')
   targets = np.asarray(targets)

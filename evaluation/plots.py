@@ -17,7 +17,7 @@ from matplotlib import figure as mpl_figure
 from matplotlib.backends import backend_agg
 from sklearn import decomposition
 
-from losses import _checks
+from losses import checks
 
 _DPI = 150
 # tab10 keeps 10 classes (MNIST, CIFAR-10) clearly apart; tab20 goes to 20.
@@ -35,11 +35,11 @@ def _colours(num_classes: int) -> np.ndarray:
 
 
 def _check_features(embeddings: Any, labels: Any, name: str) -> None:
-  _checks.check_rank(embeddings, 2, name, '[n, dim]')
-  _checks.check_floating(embeddings, name)
-  _checks.check_rank(labels, 1, 'labels', '[n]')
-  _checks.check_integer(labels, 'labels')
-  _checks.check_dim(
+  checks.check_rank(embeddings, 2, name, '[n, dim]')
+  checks.check_floating(embeddings, name)
+  checks.check_rank(labels, 1, 'labels', '[n]')
+  checks.check_integer(labels, 'labels')
+  checks.check_dim(
     np.shape(labels)[0],
     np.shape(embeddings)[0],
     'labels',
@@ -215,13 +215,13 @@ def plot_class_geometry(
     ValueError: on wrong ranks, mismatched lengths or a wrong number of
       `class_names`.
   """
-  _checks.check_rank(
+  checks.check_rank(
     per_class_compactness, 1, 'per_class_compactness', '[num_classes]'
   )
-  _checks.check_rank(
+  checks.check_rank(
     per_class_separability, 1, 'per_class_separability', '[num_classes]'
   )
-  _checks.check_same_shape(
+  checks.check_same_shape(
     per_class_compactness,
     per_class_separability,
     'per_class_compactness',

@@ -32,25 +32,12 @@ import numpy as np
 from sklearn import cluster
 from sklearn import metrics as sklearn_metrics
 
-from losses import _checks
+import losses
+from losses import checks
 
 _METRICS = ('cosine', 'euclidean')
 # Restarts of k-means for NMI; the clustering with the lowest inertia is kept.
 KMEANS_N_INIT = 4
-# Norms are floored so that a zero embedding has cosine 0 with everything.
-_NORM_FLOOR = 1e-12
-
-
-def _l2_normalize(x: jax.Array) -> jax.Array:
-  squared = jnp.sum(x * x, axis=-1, keepdims=True)
-  return x * jax.lax.rsqrt(jnp.maximum(squared, _NORM_FLOOR**2))
-
-
-def _check_positive_int(value: Any, name: str) -> None:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise TypeError(f'`{name}` must be a positive int, received {value!r}')
-  if value <= 0:
-    raise ValueError(f'`{name}` must be a positive int, received {value}')
 
 
 def _check_ks(ks: Any) -> tuple[int, ...]:
@@ -64,18 +51,18 @@ def _check_ks(ks: Any) -> tuple[int, ...]:
       'empty sequence'
     )
   for k in ks:
-    _check_positive_int(k, 'ks')
+    checks.check_positive_int(k, 'ks')
   return tuple(int(k) for k in ks)
 
 
 def _check_embeddings_and_labels(
   embeddings: Any, labels: Any, embeddings_name: str, labels_name: str
 ) -> None:
-  _checks.check_rank(embeddings, 2, embeddings_name, '[n, dim]')
-  _checks.check_floating(embeddings, embeddings_name)
-  _checks.check_rank(labels, 1, labels_name, '[n]')
-  _checks.check_integer(labels, labels_name)
-  _checks.check_dim(
+  checks.check_rank(embeddings, 2, embeddings_name, '[n, dim]')
+  checks.check_floating(embeddings, embeddings_name)
+  checks.check_rank(labels, 1, labels_name, '[n]')
+  checks.check_integer(labels, labels_name)
+  checks.check_dim(
     np.shape(labels)[0],
     np.shape(embeddings)[0],
     labels_name,
@@ -193,12 +180,13 @@ def kmeans_nmi(
     TypeError: on non-floating `embeddings` or non-integer `labels`.
   """
   _check_embeddings_and_labels(embeddings, labels, 'embeddings', 'labels')
-  _checks.check_choice(metric, 'metric', _METRICS)
+  checks.check_choice(metric, 'metric', _METRICS)
   x = np.asarray(embeddings)
   x = x.astype(np.promote_types(x.dtype, np.float32), copy=False)
   if metric == 'cosine':
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    x = x / np.maximum(norms, _NORM_FLOOR).astype(x.dtype)
+    # x64 on for this call only, so that float64 features stay float64.
+    with jax.enable_x64(True):
+      x = np.asarray(losses.l2_normalize(x))
   labels = np.asarray(labels)
   num_clusters = len(np.unique(labels))
   assignment = cluster.KMeans(
@@ -268,8 +256,8 @@ def retrieval_metrics(
   """
   _check_embeddings_and_labels(embeddings, labels, 'embeddings', 'labels')
   ks = _check_ks(ks)
-  _checks.check_choice(metric, 'metric', _METRICS)
-  _check_positive_int(chunk_size, 'chunk_size')
+  checks.check_choice(metric, 'metric', _METRICS)
+  checks.check_positive_int(chunk_size, 'chunk_size')
   if (reference_embeddings is None) != (reference_labels is None):
     raise ValueError(
       '`reference_embeddings` and `reference_labels` must be given '
@@ -290,7 +278,7 @@ def retrieval_metrics(
       'reference_embeddings',
       'reference_labels',
     )
-    _checks.check_dim(
+    checks.check_dim(
       np.shape(reference_embeddings)[1],
       np.shape(embeddings)[1],
       'reference_embeddings',
@@ -333,8 +321,8 @@ def retrieval_metrics(
     queries if exclude_self else jnp.asarray(reference_embeddings, dtype)
   )
   if metric == 'cosine':
-    queries = _l2_normalize(queries)
-    references = queries if exclude_self else _l2_normalize(references)
+    queries = losses.l2_normalize(queries)
+    references = queries if exclude_self else losses.l2_normalize(references)
   # One chunk shape for every chunk (the last one padded) compiles once;
   # small query sets are not padded up to the default chunk size.
   chunk_size = min(chunk_size, num_queries)

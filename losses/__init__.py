@@ -5,6 +5,7 @@ per-example values (the caller reduces), and is jit-, vmap- and
 grad-compatible. README.md has the table of the public API.
 """
 
+from losses import checks
 from losses._center import center_loss
 from losses._circle import circle_loss_class_level, circle_loss_pairwise
 from losses._distance_matrix import distance_matrix_loss
@@ -40,6 +41,7 @@ __all__ = [
   'arcface_loss',
   'batch_hard_triplet_loss',
   'center_loss',
+  'checks',
   'circle_loss_class_level',
   'circle_loss_pairwise',
   'cosface_loss',

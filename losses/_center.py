@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from losses import _checks
+from losses import checks
 
 
 def center_loss(
@@ -59,8 +59,8 @@ def center_loss(
     Deep Face Recognition
     <https://doi.org/10.1007/978-3-319-46478-7_31>`_, ECCV 2016.
   """
-  _checks.check_class_inputs(embeddings, centers, labels, 'centers')
-  dtype = _checks.compute_dtype(embeddings, centers)
+  checks.check_class_inputs(embeddings, centers, labels, 'centers')
+  dtype = checks.compute_dtype(embeddings, centers)
   embeddings = jnp.asarray(embeddings, dtype)
   centers = jnp.asarray(centers, dtype)
   difference = embeddings - jnp.take(centers, jnp.asarray(labels), axis=0)

@@ -20,14 +20,14 @@ import jax.numpy as jnp
 from jax import ad_checkpoint
 from jax.typing import ArrayLike
 
-from losses import _checks, _margin_softmax, _pairwise
+from losses import _margin_softmax, _pairwise, checks
 
 
 def _check_hyperparameters(margin: ArrayLike, gamma: ArrayLike) -> None:
   # margin >= 1 would put the positive optimum 1 - m at or below 0 and the
   # negative one m at or above 1: no similarity could reach the boundary.
-  _checks.check_in_range(margin, 'margin', 0.0, 1.0, high_inclusive=False)
-  _checks.check_positive(gamma, 'gamma')
+  checks.check_in_range(margin, 'margin', 0.0, 1.0, high_inclusive=False)
+  checks.check_positive(gamma, 'gamma')
 
 
 def circle_loss_class_level(
@@ -219,7 +219,7 @@ def circle_loss_pairwise(
     <https://arxiv.org/abs/2002.10857>`_, CVPR 2020.
   """
   _check_hyperparameters(margin, gamma)
-  _checks.check_block_size(block_size)
+  checks.check_block_size(block_size)
   batch_is_reference = reference_embeddings is None
   x, y, reference, reference_labels, own_rows = _pairwise.resolve_reference(
     embeddings, labels, reference_embeddings, reference_labels, anchor_indices

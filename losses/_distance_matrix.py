@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from losses import _checks, _pairwise
+from losses import _pairwise, checks
 
 DISTANCES = ('euclidean', 'squared_euclidean', 'cosine')
 # Squared distances below this count as coincident points (as in
@@ -147,23 +147,23 @@ def distance_matrix_loss(
     and Image Understanding 249, 104184, 2024.
     https://doi.org/10.1016/j.cviu.2024.104184
   """
-  _checks.check_choice(distance, 'distance', DISTANCES)
-  _checks.check_positive(inter_class_distance, 'inter_class_distance')
-  _checks.check_non_negative(intra_class_distance, 'intra_class_distance')
+  checks.check_choice(distance, 'distance', DISTANCES)
+  checks.check_positive(inter_class_distance, 'inter_class_distance')
+  checks.check_non_negative(intra_class_distance, 'intra_class_distance')
   if not isinstance(inter_class_distance, jax.core.Tracer):
-    _checks.check_in_range(
+    checks.check_in_range(
       intra_class_distance,
       'intra_class_distance',
       0.0,
       float(np.asarray(inter_class_distance)),
       high_inclusive=False,
     )
-  _checks.check_non_negative(relaxation, 'relaxation')
+  checks.check_non_negative(relaxation, 'relaxation')
   if not isinstance(normalize, (bool, np.bool_)):
     raise TypeError(
       f'`normalize` must be a Python bool, received {normalize!r}'
     )
-  _checks.check_block_size(block_size)
+  checks.check_block_size(block_size)
   same = reference_embeddings is None
   x, y, ref, ref_labels, anchor_indices = _pairwise.resolve_reference(
     embeddings, labels, reference_embeddings, reference_labels, anchor_indices

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
-from losses import _checks
+from losses import checks
 
 # The official ports clamp sigma here; it keeps 1 / sigma finite when a
 # learned sigma is driven to (or through) zero.
@@ -44,7 +44,7 @@ def _check_gaussian_parameter(
 ) -> None:
   """`value` must be a float scalar or have exactly `shape`."""
   if not isinstance(value, (int, float)):
-    _checks.check_floating(value, name)
+    checks.check_floating(value, name)
   value_shape = jnp.shape(value)
   if value_shape not in ((), shape):
     raise ValueError(
@@ -62,8 +62,8 @@ def _check_hyperparameters(
 ) -> None:
   _check_gaussian_parameter(mu, 'mu', shape, layout)
   _check_gaussian_parameter(sigma, 'sigma', shape, layout)
-  _checks.check_all_positive(sigma, 'sigma')
-  _checks.check_non_negative(scale, 'scale')
+  checks.check_all_positive(sigma, 'sigma')
+  checks.check_non_negative(scale, 'scale')
 
 
 def _shifted_logits(
@@ -126,14 +126,14 @@ def g_softmax_logits(
     Separability of Features <https://arxiv.org/abs/1904.04317>`_, IEEE
     TNNLS 31(2), 2020.
   """
-  _checks.check_floating(logits, 'logits')
+  checks.check_floating(logits, 'logits')
   shape = jnp.shape(logits)
   if not shape:
     raise ValueError(
       '`logits` must have rank >= 1 ([..., num_classes]), received shape ()'
     )
   _check_hyperparameters(mu, sigma, scale, shape[-1:], '[num_classes]')
-  logits = jnp.asarray(logits, _checks.compute_dtype(logits, mu, sigma))
+  logits = jnp.asarray(logits, checks.compute_dtype(logits, mu, sigma))
   return _shifted_logits(logits, mu, sigma, scale)
 
 
@@ -196,16 +196,16 @@ def g_softmax_cross_entropy(
     Separability of Features <https://arxiv.org/abs/1904.04317>`_, IEEE
     TNNLS 31(2), 2020.
   """
-  _checks.check_rank(logits, 2, 'logits', '[batch, num_classes]')
-  _checks.check_floating(logits, 'logits')
-  _checks.check_rank(labels, 1, 'labels', '[batch]')
-  _checks.check_integer(labels, 'labels')
+  checks.check_rank(logits, 2, 'logits', '[batch, num_classes]')
+  checks.check_floating(logits, 'logits')
+  checks.check_rank(labels, 1, 'labels', '[batch]')
+  checks.check_integer(labels, 'labels')
   batch, num_classes = jnp.shape(logits)
-  _checks.check_dim(
+  checks.check_dim(
     jnp.shape(labels)[0], batch, 'labels', 0, 'batch of `logits`'
   )
   _check_hyperparameters(mu, sigma, scale, (num_classes,), '[num_classes]')
-  dtype = _checks.compute_dtype(logits, mu, sigma)
+  dtype = checks.compute_dtype(logits, mu, sigma)
   return _cross_entropy(
     jnp.asarray(logits, dtype),
     jnp.asarray(labels),
@@ -294,12 +294,12 @@ def _check_multilabel_inputs(
   scale: ArrayLike,
 ) -> jnp.dtype:
   """Validates the multi-label arguments; returns the compute dtype."""
-  _checks.check_rank(logits, 3, 'logits', '[batch, num_labels, 2]')
-  _checks.check_floating(logits, 'logits')
+  checks.check_rank(logits, 3, 'logits', '[batch, num_labels, 2]')
+  checks.check_floating(logits, 'logits')
   batch, num_labels, slots = jnp.shape(logits)
-  _checks.check_dim(slots, 2, 'logits', 2, '"present" and "absent" slots')
+  checks.check_dim(slots, 2, 'logits', 2, '"present" and "absent" slots')
   if labels is not None:
-    _checks.check_rank(labels, 2, 'labels', '[batch, num_labels]')
+    checks.check_rank(labels, 2, 'labels', '[batch, num_labels]')
     labels_dtype = jnp.result_type(labels)
     if not (
       jnp.issubdtype(labels_dtype, jnp.integer)
@@ -317,7 +317,7 @@ def _check_multilabel_inputs(
         f'{jnp.shape(labels)}'
       )
   _check_hyperparameters(mu, sigma, scale, (num_labels, 2), '[num_labels, 2]')
-  return _checks.compute_dtype(logits, mu, sigma)
+  return checks.compute_dtype(logits, mu, sigma)
 
 
 def g_softmax_multilabel_cross_entropy(

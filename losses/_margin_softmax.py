@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from losses import _checks, _pairwise
+from losses import _pairwise, checks
 
 # ``fn(values, params) -> logits``, elementwise in `values` (cosines).
 LogitFn = Callable[[jax.Array, Any], jax.Array]
@@ -36,8 +36,8 @@ def unit_inputs(
   embeddings: ArrayLike, class_weights: ArrayLike, labels: ArrayLike
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Validated unit embeddings and class weights, and the labels array."""
-  _checks.check_class_inputs(embeddings, class_weights, labels, 'class_weights')
-  dtype = _checks.compute_dtype(embeddings, class_weights)
+  checks.check_class_inputs(embeddings, class_weights, labels, 'class_weights')
+  dtype = checks.compute_dtype(embeddings, class_weights)
   # Normalising the two factors (O((batch + num_classes) * dim)) is cheaper
   # than dividing the [batch, num_classes] product by the norms.
   return (
@@ -271,7 +271,7 @@ def normalized_softmax_cross_entropy(
     Wang, Xiang, Cheng and Yuille, `NormFace: L2 Hypersphere Embedding for
     Face Verification <https://arxiv.org/abs/1704.06369>`_, ACM MM 2017.
   """
-  _checks.check_positive(scale, 'scale')
+  checks.check_positive(scale, 'scale')
   unit_x, unit_w, labels = unit_inputs(embeddings, class_weights, labels)
   params = (jnp.asarray(scale, unit_x.dtype),)
   return cosine_cross_entropy(_scaled, _scaled, unit_x, unit_w, labels, params)
@@ -327,8 +327,8 @@ def cosface_loss(
     Liu, `Additive Margin Softmax for Face Verification
     <https://arxiv.org/abs/1801.05599>`_, IEEE SPL 2018.
   """
-  _checks.check_positive(scale, 'scale')
-  _checks.check_in_range(margin, 'margin', 0.0, 2.0, high_inclusive=False)
+  checks.check_positive(scale, 'scale')
+  checks.check_in_range(margin, 'margin', 0.0, 2.0, high_inclusive=False)
   unit_x, unit_w, labels = unit_inputs(embeddings, class_weights, labels)
   params = (jnp.asarray(scale, unit_x.dtype), jnp.asarray(margin, unit_x.dtype))
   return cosine_cross_entropy(
@@ -411,8 +411,8 @@ def arcface_loss(
     Deng, Guo, Xue and Zafeiriou, `ArcFace: Additive Angular Margin Loss for
     Deep Face Recognition <https://arxiv.org/abs/1801.07698>`_, CVPR 2019.
   """
-  _checks.check_positive(scale, 'scale')
-  _checks.check_in_range(
+  checks.check_positive(scale, 'scale')
+  checks.check_in_range(
     margin, 'margin', 0.0, math.pi / 2, high_inclusive=False
   )
   unit_x, unit_w, labels = unit_inputs(embeddings, class_weights, labels)

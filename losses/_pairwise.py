@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from losses import _checks
+from losses import checks
 
 # Below this squared distance two points count as coincident: the distance is
 # 0 and its gradient is taken as 0 (the subgradient), not 1 / (2 sqrt(0)).
@@ -31,18 +31,18 @@ _NORM_FLOOR = 1e-12
 
 
 def _prepare(x: ArrayLike, y: ArrayLike | None, name_x: str, name_y: str):
-  _checks.check_rank(x, 2, name_x, '[n, dim]')
-  _checks.check_floating(x, name_x)
+  checks.check_rank(x, 2, name_x, '[n, dim]')
+  checks.check_floating(x, name_x)
   if y is None:
-    dtype = _checks.compute_dtype(x)
+    dtype = checks.compute_dtype(x)
     x = jnp.asarray(x, dtype)
     return x, x, True
-  _checks.check_rank(y, 2, name_y, '[m, dim]')
-  _checks.check_floating(y, name_y)
-  _checks.check_dim(
+  checks.check_rank(y, 2, name_y, '[m, dim]')
+  checks.check_floating(y, name_y)
+  checks.check_dim(
     jnp.shape(y)[1], jnp.shape(x)[1], name_y, 1, f'dim of `{name_x}`'
   )
-  dtype = _checks.compute_dtype(x, y)
+  dtype = checks.compute_dtype(x, y)
   return jnp.asarray(x, dtype), jnp.asarray(y, dtype), False
 
 
@@ -215,12 +215,12 @@ def resolve_reference(
     ``(embeddings, labels, reference_embeddings, reference_labels,
     anchor_indices)`` as arrays, the embeddings in the compute dtype.
   """
-  _checks.check_rank(embeddings, 2, 'embeddings', '[batch, dim]')
-  _checks.check_floating(embeddings, 'embeddings')
-  _checks.check_rank(labels, 1, 'labels', '[batch]')
-  _checks.check_integer(labels, 'labels')
+  checks.check_rank(embeddings, 2, 'embeddings', '[batch, dim]')
+  checks.check_floating(embeddings, 'embeddings')
+  checks.check_rank(labels, 1, 'labels', '[batch]')
+  checks.check_integer(labels, 'labels')
   batch, dim = jnp.shape(embeddings)
-  _checks.check_dim(jnp.shape(labels)[0], batch, 'labels', 0, 'batch')
+  checks.check_dim(jnp.shape(labels)[0], batch, 'labels', 0, 'batch')
   if (reference_embeddings is None) != (reference_labels is None):
     raise ValueError(
       '`reference_embeddings` and `reference_labels` must be given '
@@ -229,33 +229,33 @@ def resolve_reference(
       f'reference_labels={_describe(reference_labels)}'
     )
   if reference_embeddings is None:
-    dtype = _checks.compute_dtype(embeddings)
+    dtype = checks.compute_dtype(embeddings)
     embeddings = jnp.asarray(embeddings, dtype)
     reference_embeddings = embeddings
     reference_labels = jnp.asarray(labels)
     default_indices = jnp.arange(batch)
   else:
-    _checks.check_rank(
+    checks.check_rank(
       reference_embeddings, 2, 'reference_embeddings', '[num_reference, dim]'
     )
-    _checks.check_floating(reference_embeddings, 'reference_embeddings')
-    _checks.check_dim(
+    checks.check_floating(reference_embeddings, 'reference_embeddings')
+    checks.check_dim(
       jnp.shape(reference_embeddings)[1],
       dim,
       'reference_embeddings',
       1,
       'dim of `embeddings`',
     )
-    _checks.check_rank(reference_labels, 1, 'reference_labels', '[num_ref]')
-    _checks.check_integer(reference_labels, 'reference_labels')
-    _checks.check_dim(
+    checks.check_rank(reference_labels, 1, 'reference_labels', '[num_ref]')
+    checks.check_integer(reference_labels, 'reference_labels')
+    checks.check_dim(
       jnp.shape(reference_labels)[0],
       jnp.shape(reference_embeddings)[0],
       'reference_labels',
       0,
       'num_reference',
     )
-    dtype = _checks.compute_dtype(embeddings, reference_embeddings)
+    dtype = checks.compute_dtype(embeddings, reference_embeddings)
     embeddings = jnp.asarray(embeddings, dtype)
     reference_embeddings = jnp.asarray(reference_embeddings, dtype)
     reference_labels = jnp.asarray(reference_labels)
@@ -263,9 +263,9 @@ def resolve_reference(
   if anchor_indices is None:
     anchor_indices = default_indices
   else:
-    _checks.check_rank(anchor_indices, 1, 'anchor_indices', '[batch]')
-    _checks.check_integer(anchor_indices, 'anchor_indices')
-    _checks.check_dim(
+    checks.check_rank(anchor_indices, 1, 'anchor_indices', '[batch]')
+    checks.check_integer(anchor_indices, 'anchor_indices')
+    checks.check_dim(
       jnp.shape(anchor_indices)[0], batch, 'anchor_indices', 0, 'batch'
     )
   return (
@@ -317,8 +317,8 @@ def valid_pairwise_anchors(
     >>> valid_pairwise_anchors(jnp.array([0, 0, 1]))
     Array([ True,  True, False], dtype=bool)
   """
-  _checks.check_rank(labels, 1, 'labels', '[batch]')
-  _checks.check_integer(labels, 'labels')
+  checks.check_rank(labels, 1, 'labels', '[batch]')
+  checks.check_integer(labels, 'labels')
   labels = jnp.asarray(labels)
   if reference_labels is None:
     reference_labels = labels
@@ -326,8 +326,8 @@ def valid_pairwise_anchors(
     if anchor_indices is not None:
       own_copy = (jnp.asarray(anchor_indices) >= 0).astype(jnp.int32)
   else:
-    _checks.check_rank(reference_labels, 1, 'reference_labels', '[num_ref]')
-    _checks.check_integer(reference_labels, 'reference_labels')
+    checks.check_rank(reference_labels, 1, 'reference_labels', '[num_ref]')
+    checks.check_integer(reference_labels, 'reference_labels')
     reference_labels = jnp.asarray(reference_labels)
     if anchor_indices is None:
       own_copy = jnp.zeros(labels.shape, jnp.int32)
@@ -376,7 +376,7 @@ def map_row_blocks(
   Returns:
     The pytree `row_fn` returns, with leading dimension n.
   """
-  _checks.check_block_size(block_size)
+  checks.check_block_size(block_size)
   n = row_args[0].shape[0]
   if block_size is None or block_size >= n:
     return row_fn(*row_args)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from losses import _checks, _pairwise
+from losses import _pairwise, checks
 
 
 def batch_hard_triplet_loss(
@@ -106,11 +106,11 @@ def batch_hard_triplet_loss(
     Hermans, Beyer and Leibe, `In Defense of the Triplet Loss for Person
     Re-Identification <https://arxiv.org/abs/1703.07737>`_, arXiv 2017.
   """
-  _checks.check_non_negative(margin, 'margin')
+  checks.check_non_negative(margin, 'margin')
   for name, flag in (('squared', squared), ('soft', soft)):
     if not isinstance(flag, (bool, np.bool_)):
       raise TypeError(f'`{name}` must be a Python bool, received {flag!r}')
-  _checks.check_block_size(block_size)
+  checks.check_block_size(block_size)
   x, y, reference, reference_labels, own_rows = _pairwise.resolve_reference(
     embeddings, labels, reference_embeddings, reference_labels, anchor_indices
   )

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from losses import _checks
+from losses import checks
 
 # The squared norm is floored here before the square root, so that a zero
 # vector has norm ~1e-12 with a zero (finite) gradient instead of
@@ -75,8 +75,8 @@ def virtual_softmax_cross_entropy(
     Chen, Deng and Shen, `Virtual Class Enhanced Discriminative Embedding
     Learning <https://arxiv.org/abs/1811.12611>`_, NeurIPS 2018.
   """
-  _checks.check_class_inputs(embeddings, class_weights, labels, 'class_weights')
-  dtype = _checks.compute_dtype(embeddings, class_weights)
+  checks.check_class_inputs(embeddings, class_weights, labels, 'class_weights')
+  dtype = checks.compute_dtype(embeddings, class_weights)
   embeddings = jnp.asarray(embeddings, dtype)
   class_weights = jnp.asarray(class_weights, dtype)
   labels = jnp.asarray(labels)

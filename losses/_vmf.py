@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
-from losses import _checks, _pairwise
+from losses import _pairwise, checks
 
 
 def vmf_cross_entropy(
@@ -81,11 +81,11 @@ def vmf_cross_entropy(
     for Image Classification and Retrieval
     <https://arxiv.org/abs/1802.09662>`_, Pattern Recognition 93, 2019.
   """
-  _checks.check_class_inputs(
+  checks.check_class_inputs(
     embeddings, mean_directions, labels, 'mean_directions'
   )
-  _checks.check_positive(kappa, 'kappa')
-  dtype = _checks.compute_dtype(embeddings, mean_directions)
+  checks.check_positive(kappa, 'kappa')
+  dtype = checks.compute_dtype(embeddings, mean_directions)
   unit_embeddings = _pairwise.l2_normalize(jnp.asarray(embeddings, dtype))
   mean_directions = jax.lax.stop_gradient(jnp.asarray(mean_directions, dtype))
   # kappa scales the [batch, dim] factor, not the [batch, C] product.
@@ -141,19 +141,19 @@ def vmf_direction_sums(
     for Image Classification and Retrieval
     <https://arxiv.org/abs/1802.09662>`_, Pattern Recognition 93, 2019.
   """
-  _checks.check_rank(embeddings, 2, 'embeddings', '[batch, dim]')
-  _checks.check_floating(embeddings, 'embeddings')
-  _checks.check_rank(labels, 1, 'labels', '[batch]')
-  _checks.check_integer(labels, 'labels')
-  _checks.check_dim(
+  checks.check_rank(embeddings, 2, 'embeddings', '[batch, dim]')
+  checks.check_floating(embeddings, 'embeddings')
+  checks.check_rank(labels, 1, 'labels', '[batch]')
+  checks.check_integer(labels, 'labels')
+  checks.check_dim(
     jnp.shape(labels)[0],
     jnp.shape(embeddings)[0],
     'labels',
     0,
     'batch of `embeddings`',
   )
-  _checks.check_positive_int(num_classes, 'num_classes')
-  dtype = _checks.compute_dtype(embeddings)
+  checks.check_positive_int(num_classes, 'num_classes')
+  dtype = checks.compute_dtype(embeddings)
   unit_embeddings = _pairwise.l2_normalize(jnp.asarray(embeddings, dtype))
   labels = jnp.asarray(labels)
   sums = jax.ops.segment_sum(unit_embeddings, labels, num_segments=num_classes)
@@ -208,11 +208,11 @@ def vmf_mean_directions_from_sums(
     for Image Classification and Retrieval
     <https://arxiv.org/abs/1802.09662>`_, Pattern Recognition 93, 2019.
   """
-  _checks.check_rank(sums, 2, 'sums', '[num_classes, dim]')
-  _checks.check_floating(sums, 'sums')
-  _checks.check_rank(counts, 1, 'counts', '[num_classes]')
-  _checks.check_integer(counts, 'counts')
-  _checks.check_dim(
+  checks.check_rank(sums, 2, 'sums', '[num_classes, dim]')
+  checks.check_floating(sums, 'sums')
+  checks.check_rank(counts, 1, 'counts', '[num_classes]')
+  checks.check_integer(counts, 'counts')
+  checks.check_dim(
     jnp.shape(counts)[0],
     jnp.shape(sums)[0],
     'counts',
@@ -220,11 +220,11 @@ def vmf_mean_directions_from_sums(
     'num_classes of `sums`',
   )
   if previous is not None:
-    _checks.check_floating(previous, 'previous')
-    _checks.check_same_shape(previous, sums, 'previous', 'sums')
-    dtype = _checks.compute_dtype(sums, previous)
+    checks.check_floating(previous, 'previous')
+    checks.check_same_shape(previous, sums, 'previous', 'sums')
+    dtype = checks.compute_dtype(sums, previous)
   else:
-    dtype = _checks.compute_dtype(sums)
+    dtype = checks.compute_dtype(sums)
   directions = _pairwise.l2_normalize(jnp.asarray(sums, dtype))
   fallback = (
     jnp.zeros_like(directions)

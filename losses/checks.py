@@ -1,4 +1,9 @@
-"""Argument validation shared by every loss.
+"""The shared argument checks of `losses` and `evaluation` (public).
+
+Shape, dtype and value validation used by every loss and every evaluation
+metric, public so that other code validates its inputs the same way and
+raises the same messages: ``from losses import checks`` then, e.g.,
+``checks.check_rank(x, 2, 'embeddings', '[n, dim]')``.
 
 Checks run at trace time on static facts (shapes, dtypes, Python scalars), so
 they cost nothing inside a compiled step. A hyperparameter that arrives as a
