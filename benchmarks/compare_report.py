@@ -205,7 +205,8 @@ def markdown(
     "than the softmax reference row by more than the two rows' combined "
     'standard deviation (√(s² + s_ref²)). `time s` is the wall-clock '
     'time of one run, compilation and evaluation included. Hyperparameters '
-    "are each paper's defaults; the schedule is shared by every loss.",
+    "are each loss's defaults (sources in docs/losses.md §1); the schedule "
+    'is shared by every loss.',
     '',
     "Metrics: accuracy from each loss's own classifier (none for the "
     'pair-wise losses); NCM accuracy assigns a test feature to the nearest '

@@ -65,9 +65,10 @@ def circle_loss_class_level(
       they are L2-normalised here.
     labels: ``[batch]`` integer class ids in ``[0, num_classes)``.
     margin: relaxation :math:`m \in [0, 1)`; 0.25 for face recognition and
-      person re-identification in the paper's settings.
+      person re-identification in the paper's settings as
+      pytorch-metric-learning reports them (docs/losses.md §5.2).
     gamma: scale :math:`\gamma > 0`; 256 (face recognition) or 128 (person
-      re-identification) in the paper's settings.
+      re-identification), reported likewise.
 
   Returns:
     ``[batch]`` losses, in at least float32 (bfloat16 in, float32 out).
@@ -176,9 +177,11 @@ def circle_loss_pairwise(
     embeddings: ``[batch, dim]`` floating anchors; L2-normalised here.
     labels: ``[batch]`` integer class ids of the anchors.
     margin: relaxation :math:`m \in [0, 1)`; 0.25 for face recognition and
-      person re-identification, 0.4 for fine-grained retrieval.
+      person re-identification, 0.4 for fine-grained retrieval (the paper's
+      settings as pytorch-metric-learning reports them; docs/losses.md
+      §5.2).
     gamma: scale :math:`\gamma > 0`; 256 (faces), 128 (re-id), 80
-      (fine-grained retrieval).
+      (fine-grained retrieval), reported likewise.
     reference_embeddings: ``[num_reference, dim]`` samples the anchors are
       compared with (e.g. the global batch gathered across devices), or
       None for the batch itself.

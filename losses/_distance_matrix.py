@@ -5,7 +5,7 @@ distance between two distance matrices, one constructed with the model's deep
 features and the other calculated from the labels", with a regularisation of
 the label matrix that "allows a degree of relaxation of the solution". Only
 the abstract is public; this module implements one explicit reading of it
-(docs/losses.md §2.3), stated in `distance_matrix_loss`'s docstring.
+(docs/losses.md §3), stated in `distance_matrix_loss`'s docstring.
 """
 
 import functools
@@ -82,8 +82,8 @@ def distance_matrix_loss(
   following are interpretations consistent with the abstract, not the
   paper's choices: the feature distance (Euclidean by default; squared
   Euclidean and cosine as options), the matrix discrepancy (mean squared
-  entry-wise difference, diagonal excluded; docs/losses.md §2.3 writes
-  :math:`1/B^2` with the diagonal, a factor :math:`(B-1)/B` apart when
+  entry-wise difference, diagonal excluded; a mean over all :math:`B^2`
+  entries, diagonal included, is a factor :math:`(B-1)/B` smaller when
   :math:`\delta_{\mathrm{intra}} = 0`), the label matrix (two target
   values, as one-hot vectors under the Euclidean distance give), the form of
   the relaxation (a dead band around each target) and the optional L2

@@ -8,7 +8,7 @@ cross-entropy on the shifted logits; the multi-label loss applies the same
 shift to a two-way ("present" / "absent") softmax per label.
 
 Where this module departs from the official Torch7 code (luoyan407/gsoftmax,
-docs/losses.md §1.3-§1.4), deliberately:
+docs/losses.md §2.3), deliberately:
 
 - Gradients with respect to ``mu`` and ``sigma`` come from autodiff and have
   the correct sign. The official ``updateParameters`` adds
@@ -34,8 +34,9 @@ from jax.typing import ArrayLike
 
 from losses import checks
 
-# The official ports clamp sigma here; it keeps 1 / sigma finite when a
-# learned sigma is driven to (or through) zero.
+# The third-party PyTorch ports clamp sigma here (the official code does
+# not); it keeps 1 / sigma finite when a learned sigma is driven to (or
+# through) zero.
 _SIGMA_FLOOR = 1e-6
 
 
@@ -161,9 +162,10 @@ def g_softmax_cross_entropy(
   The gradient with respect to the logits is :math:`(p_k - t_k)(1 + \lambda
   \mathcal{N}(z_k; \mu_k, \sigma_k))`. Gradients reach `mu` and `sigma`
   through autodiff with the correct sign (the official code flips the sign
-  of the ``mu`` gradient; see the module docstring). The paper's defaults
-  are :math:`\mu = 0`, :math:`\sigma = 1` and, for single-label training,
-  :math:`\lambda = 0.1`.
+  of the ``mu`` gradient; see the module docstring). The official code
+  starts from :math:`\mu = 0`, :math:`\sigma = 1` (its option defaults)
+  and its single-label (Tiny ImageNet) script uses :math:`\lambda = 0.1`;
+  they come from the code, not from the paper (docs/losses.md §1).
 
   Args:
     logits: ``[batch, num_classes]`` floating logits (no bias is implied).

@@ -1,7 +1,8 @@
 """2 processes x 2 devices on localhost == 1 process x 4 devices.
 
 Each process runs under a timeout: a peer that never starts makes
-jax.distributed abort, never hang the suite (environment.md).
+jax.distributed abort the process (SIGABRT; initialize does not raise),
+never hang the suite.
 """
 
 import os
