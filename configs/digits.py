@@ -3,7 +3,7 @@ r"""Any loss on the embedded digits (classification; 2-D features).
   python train.py --config=configs/digits.py:circle_class \
     --workdir=runs/digits_circle_class
 
-The argument is a loss name (training/objectives.py); default g_softmax.
+The argument is a loss name (training/objectives/); default g_softmax.
 """
 
 import ml_collections

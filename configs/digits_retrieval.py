@@ -1,7 +1,8 @@
 r"""Class-disjoint retrieval on digits: train on 0-4, retrieve among 5-9.
 
-The Circle and vMF papers' protocol in miniature; reports Recall@K, MAP@R
-and NMI on the unseen classes.
+The class-disjoint protocol of the deep-metric-learning papers (Circle's
+fine-grained setting among them) in miniature; reports Recall@K, MAP@R
+(Musgrave et al. 2020) and NMI on the unseen classes.
 
   python train.py --config=configs/digits_retrieval.py:circle_pairwise \
     --workdir=runs/digits_retrieval_circle

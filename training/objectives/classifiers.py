@@ -112,9 +112,9 @@ OBJECTIVES = (
     hyperparameters={
       'scale': Hyperparameter(
         16.0,
-        source='chosen here: in the range NormFace (Wang et al. 2017) '
-        "analyses; pytorch-metric-learning's default temperature 0.05 is "
-        'a scale of 20',
+        source='chosen here: a scale for few classes '
+        "(pytorch-metric-learning's default temperature 0.05 is a scale of "
+        '20)',
         doc=_SCALE_DOC,
       ),
     },

@@ -64,15 +64,16 @@ OBJECTIVES = (
     hyperparameters={
       'kappa': Hyperparameter(
         16.0,
-        source='chosen here: the paper gives no value; a shared kappa makes '
-        "vMF a normalised softmax of scale kappa, so NormFace's scale is "
-        'used (the third-party code uses 5 or 15)',
+        source="chosen here: the paper's value is not known here; with a "
+        'shared kappa vMF is a normalised softmax of scale kappa, so this '
+        "project's normface scale is used (the third-party code uses 5 or "
+        '15)',
         doc='kappa, the concentration shared by every class',
       ),
       'update_every_steps': Hyperparameter(
         None,
-        source='chosen here: the paper re-estimates "periodically" without '
-        'a period',
+        source='chosen here: the abstract says only "periodically"; the '
+        'third-party code re-estimates every 1,500 iterations',
         doc='steps between re-estimations of the mean directions (None: '
         'one epoch)',
         value_type=int,
