@@ -2,7 +2,9 @@
 
 Every loss takes arrays first and keyword-only hyperparameters, returns
 per-example values (the caller reduces), and is jit-, vmap- and
-grad-compatible. README.md has the table of the public API.
+grad-compatible. The exception is `proxy_anchor_loss`, whose log-sum-exps
+run over the whole batch: it returns the batch's loss, a scalar. README.md
+has the table of the public API.
 """
 
 from losses import checks
@@ -28,6 +30,7 @@ from losses._pairwise import (
   pairwise_squared_distance,
   valid_pairwise_anchors,
 )
+from losses._proxy_anchor import proxy_anchor_loss
 from losses._triplet import batch_hard_triplet_loss
 from losses._virtual_softmax import virtual_softmax_cross_entropy
 from losses._vmf import (
@@ -56,6 +59,7 @@ __all__ = [
   'pairwise_cosine_similarity',
   'pairwise_distance',
   'pairwise_squared_distance',
+  'proxy_anchor_loss',
   'valid_pairwise_anchors',
   'virtual_softmax_cross_entropy',
   'vmf_cross_entropy',
