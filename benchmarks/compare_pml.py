@@ -9,16 +9,21 @@ defaults, mapped to our conventions) and the same class weights:
   `losses.TripletMarginLoss` on the triplets of `miners.BatchHardMiner`;
 - `normalized_softmax_cross_entropy` against `losses.NormalizedSoftmaxLoss`;
 - `cosface_loss` against `losses.CosFaceLoss`;
-- `arcface_loss` against `losses.ArcFaceLoss`.
+- `arcface_loss` against `losses.ArcFaceLoss`;
+- `proxy_anchor_loss` against `losses.ProxyAnchorLoss`.
 
 Each row first checks that the two agree: the relative difference of the
-reduced loss and of the gradients (w.r.t. the embeddings and, for the proxy
-losses, the class weights); "agree" means both are below 1e-4. Then it times
-forward + backward of the two, alternating, at the same shapes and thread
-count: ``jax.jit(jax.value_and_grad(reduced loss))`` against PML's
-``loss(...).backward()``. The reduction on our side is PML's: the mean for the
-proxy losses (``MeanReducer``), the mean over the anchors with a non-zero loss
-for Circle and triplet (``AvgNonZeroReducer``).
+reduced loss and of the gradients w.r.t. the embeddings and, for the proxy
+losses, w.r.t. the class weights; "agree" means all three are below 1e-4.
+Then it times forward + backward of the two, alternating, at the same shapes
+and thread count: ``jax.jit(jax.value_and_grad(reduced loss))`` against
+PML's ``loss(...).backward()``. The reduction on our side is PML's: the mean
+for the softmax proxy losses (``MeanReducer``), the mean over the anchors
+with a non-zero loss for Circle and triplet (``AvgNonZeroReducer``). Our
+Proxy-Anchor loss is already the batch's scalar (the paper's Eq. 4), and so
+is PML's: its ``DivisorReducer`` sums the per-proxy positive terms divided by
+the number of proxies with a positive in the batch, plus the per-proxy
+negative terms divided by the number of classes, which is Eq. 4 exactly.
 
 Conventions mapped (PML 2.9.0):
 
@@ -26,9 +31,14 @@ Conventions mapped (PML 2.9.0):
   radians.
 - ``NormalizedSoftmaxLoss(temperature=t)`` divides the cosines by ``t``; our
   ``scale`` is ``1 / t``.
-- PML keeps class weights as ``W`` of shape ``[dim, num_classes]``; ours are
-  ``[num_classes, dim]``, so PML gets the transpose and its gradient is
-  transposed back before comparing.
+- PML keeps the class weights of its softmax losses as ``W`` of shape
+  ``[dim, num_classes]``; ours are ``[num_classes, dim]``, so PML gets the
+  transpose and its gradient is transposed back before comparing.
+  ``ProxyAnchorLoss.proxies`` is ``[num_classes, dim]`` as ours and is
+  copied as is.
+- ``ProxyAnchorLoss`` measures ``CosineSimilarity``, which L2-normalises the
+  embeddings and the proxies (norms floored at 1e-12, as ours), with the
+  paper's defaults ``margin=0.1`` and ``alpha=32``.
 - PML's miners and ``TripletMarginLoss`` use ``LpDistance`` with
   ``normalize_embeddings=True`` (the Euclidean distance of L2-normalised
   embeddings) and the hinge (``smooth_loss=False``), so our triplet loss gets
@@ -46,7 +56,9 @@ Torch is installed in its own venv (it is not a dependency of discfeat):
 ``make bench-pml`` builds ``.venv-pml`` with the ``pml`` extra and runs this
 module; ``.venv-pml/bin/python -m benchmarks.compare_pml --quick`` is a smoke
 run of under a minute. ``--threads N`` sets torch's thread count and pins the
-process to N cores, so both libraries get the same cores.
+process to N cores, so both libraries get the same cores; ``--losses``
+restricts the run to some of our functions (e.g.
+``--losses=proxy_anchor_loss --nohuge``).
 """
 
 import ctypes
@@ -104,6 +116,12 @@ _PML_MAX_GIB = flags.DEFINE_float(
   'PML is not run where its estimated peak memory exceeds this (or 80% of '
   'the available memory).',
 )
+_LOSSES = flags.DEFINE_list(
+  'losses',
+  None,
+  'Our functions to compare (comma-separated, e.g. proxy_anchor_loss); '
+  'default: all. The huge row runs only with circle_loss_pairwise.',
+)
 _PML_MEMORY = flags.DEFINE_bool(
   'pml_memory',
   True,
@@ -125,6 +143,15 @@ _COSFACE_MARGIN = 0.35
 _COSFACE_SCALE = 64.0
 _ARCFACE_MARGIN_DEGREES = 28.6
 _ARCFACE_SCALE = 64.0
+# Also the paper's (Kim et al., CVPR 2020, implementation details).
+_PROXY_ANCHOR_MARGIN = 0.1
+_PROXY_ANCHOR_ALPHA = 32.0
+
+# The reductions on our side (the "reduction" column): PML's reducer of each
+# loss.
+_MEAN = 'mean'
+_NONZERO_MEAN = 'mean over non-zero'
+_BATCH = 'batch scalar (Eq. 4)'
 
 
 def _circle(x, y, *, block_size=None):
@@ -166,6 +193,12 @@ def _arcface(x, w, y):
   )
 
 
+def _proxy_anchor(x, w, y):
+  return losses.proxy_anchor_loss(
+    x, w, y, margin=_PROXY_ANCHOR_MARGIN, alpha=_PROXY_ANCHOR_ALPHA
+  )
+
+
 def _pml_circle(num_classes, dim):
   del num_classes, dim
   return pml_losses.CircleLoss(m=_CIRCLE_M, gamma=_CIRCLE_GAMMA), []
@@ -188,6 +221,16 @@ def _pml_proxy(loss_class, **hyperparameters):
   return make
 
 
+def _pml_proxy_anchor(num_classes, dim):
+  loss = pml_losses.ProxyAnchorLoss(
+    num_classes=num_classes,
+    embedding_size=dim,
+    margin=_PROXY_ANCHOR_MARGIN,
+    alpha=_PROXY_ANCHOR_ALPHA,
+  )
+  return loss, [loss.proxies]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Case:
   """One loss in both libraries.
@@ -198,11 +241,14 @@ class _Case:
     hyperparameters: what both get, in words.
     proxy: whether the loss has class weights (``x, w, y`` arguments; else
       ``x, y``).
-    jax_loss: per-example losses, ``[batch]``; pairwise ones take a
-      keyword-only ``block_size``.
-    nonzero_mean: reduce as PML's ``AvgNonZeroReducer`` (else the mean).
+    jax_loss: per-example losses, ``[batch]`` (the batch's scalar for
+      `_BATCH`); pairwise ones take a keyword-only ``block_size``.
+    reduction: `_MEAN`, `_NONZERO_MEAN` (as PML's ``AvgNonZeroReducer``) or
+      `_BATCH` (none: `jax_loss` is already the batch's loss).
     make_pml: ``(num_classes, dim) -> (fn(x, y) -> loss, class weights)``;
       the weights list is empty for pairwise losses.
+    pml_transposed: whether PML's class weights are ``[dim, num_classes]``
+      (``W``), the transpose of ours.
   """
 
   name: str
@@ -210,8 +256,9 @@ class _Case:
   hyperparameters: str
   proxy: bool
   jax_loss: Callable
-  nonzero_mean: bool
+  reduction: str
   make_pml: Callable
+  pml_transposed: bool = True
 
 
 _CASES = {
@@ -223,7 +270,7 @@ _CASES = {
       f'm={_CIRCLE_M} gamma={_CIRCLE_GAMMA:g}',
       False,
       _circle,
-      True,
+      _NONZERO_MEAN,
       _pml_circle,
     ),
     _Case(
@@ -232,7 +279,7 @@ _CASES = {
       f'margin={_TRIPLET_MARGIN}, hinge, unit embeddings',
       False,
       _triplet,
-      True,
+      _NONZERO_MEAN,
       _pml_triplet,
     ),
     _Case(
@@ -242,7 +289,7 @@ _CASES = {
       f'(temperature={_NORMFACE_TEMPERATURE})',
       True,
       _normface,
-      False,
+      _MEAN,
       _pml_proxy(
         pml_losses.NormalizedSoftmaxLoss, temperature=_NORMFACE_TEMPERATURE
       ),
@@ -253,7 +300,7 @@ _CASES = {
       f'margin={_COSFACE_MARGIN} scale={_COSFACE_SCALE:g}',
       True,
       _cosface,
-      False,
+      _MEAN,
       _pml_proxy(
         pml_losses.CosFaceLoss, margin=_COSFACE_MARGIN, scale=_COSFACE_SCALE
       ),
@@ -265,12 +312,22 @@ _CASES = {
       f'(PML: {_ARCFACE_MARGIN_DEGREES} deg) scale={_ARCFACE_SCALE:g}',
       True,
       _arcface,
-      False,
+      _MEAN,
       _pml_proxy(
         pml_losses.ArcFaceLoss,
         margin=_ARCFACE_MARGIN_DEGREES,
         scale=_ARCFACE_SCALE,
       ),
+    ),
+    _Case(
+      'proxy_anchor_loss',
+      'ProxyAnchorLoss',
+      f'margin={_PROXY_ANCHOR_MARGIN} alpha={_PROXY_ANCHOR_ALPHA:g}',
+      True,
+      _proxy_anchor,
+      _BATCH,
+      _pml_proxy_anchor,
+      pml_transposed=False,
     ),
   )
 }
@@ -317,7 +374,9 @@ def _jax_step(case, x, w, y, block_size=None):
 
   def objective(*args):
     per_example = loss_fn(*args)
-    if case.nonzero_mean:
+    if case.reduction == _BATCH:
+      return per_example  # Already the batch's scalar.
+    if case.reduction == _NONZERO_MEAN:
       count = jnp.sum(per_example > 0)
       return jnp.sum(per_example) / jnp.maximum(count, 1)
     return jnp.mean(per_example)
@@ -342,7 +401,7 @@ def _pml_step(case, x, w, y):
     case: the loss.
     x: ``[batch, dim]`` float32 embeddings.
     w: ``[num_classes, dim]`` float32 class weights, or None (pairwise);
-      PML gets their transpose.
+      PML gets their transpose where its layout is ``[dim, num_classes]``.
     y: ``[batch]`` integer labels.
 
   Returns:
@@ -350,9 +409,13 @@ def _pml_step(case, x, w, y):
     class weights ``[num_classes, dim]``).
   """
   fn, weights = case.make_pml(None if w is None else w.shape[0], x.shape[1])
+
+  def ours(array):  # PML's class-weight layout <-> ours (also the inverse).
+    return array.T if case.pml_transposed else array
+
   if weights:
     with torch.no_grad():
-      weights[0].copy_(torch.from_numpy(w.T))
+      weights[0].copy_(torch.from_numpy(ours(w)))
   x_torch = torch.from_numpy(x.copy()).requires_grad_()
   y_torch = torch.from_numpy(np.asarray(y, np.int64))
   leaves = [x_torch, *weights]
@@ -362,7 +425,7 @@ def _pml_step(case, x, w, y):
       leaf.grad = None
     loss = fn(x_torch, y_torch)
     loss.backward()
-    grads = [x_torch.grad.numpy()] + [wt.grad.numpy().T for wt in weights]
+    grads = [x_torch.grad.numpy()] + [ours(wt.grad.numpy()) for wt in weights]
     return loss.item(), grads
 
   return run
@@ -463,8 +526,12 @@ def _compare(case, batch, dim, num_classes, reps, pml_memory, block_size=None):
   jax_value, jax_grads = jax_run()
   pml_value, pml_grads = pml_run()
   value_difference = abs(float(jax_value) - pml_value) / abs(pml_value)
-  grad_difference = _relative_difference(jax_grads, pml_grads)
-  agree = max(value_difference, grad_difference) < _AGREE_TOLERANCE
+  # Embeddings, then (proxy losses) class weights.
+  grad_differences = [
+    _relative_difference([ours], [theirs])
+    for ours, theirs in zip(jax_grads, pml_grads, strict=True)
+  ]
+  agree = max(value_difference, *grad_differences) < _AGREE_TOLERANCE
   jax_seconds, pml_seconds = timing.median_seconds_interleaved(
     [jax_run, pml_run], reps
   )
@@ -473,9 +540,10 @@ def _compare(case, batch, dim, num_classes, reps, pml_memory, block_size=None):
     case.pml,
     _shape(batch, dim, num_classes, case.proxy, block_size),
     case.hyperparameters,
-    'mean over non-zero' if case.nonzero_mean else 'mean',
+    case.reduction,
     f'{value_difference:.1e}',
-    f'{grad_difference:.1e}',
+    f'{grad_differences[0]:.1e}',
+    f'{grad_differences[1]:.1e}' if case.proxy else 'n/a',
     'agree' if agree else 'DIFFER',
     _format(jax_seconds * 1e3),
     _format(pml_seconds * 1e3),
@@ -507,7 +575,8 @@ def _huge_circle(batch, dim, block_size, pml_estimate):
     case.pml,
     _shape(batch, dim, None, False, block_size),
     case.hyperparameters,
-    'mean over non-zero',
+    case.reduction,
+    'n/a',
     'n/a',
     'n/a',
     'n/a',
@@ -551,11 +620,18 @@ def main(argv):
   else:
     pairwise_batch, proxy_batch, proxy_dim, num_classes = 4096, 4096, 512, 1000
   pairwise_dim = 128
+  selected = _LOSSES.value or list(_CASES)
+  unknown = sorted(set(selected) - set(_CASES))
+  if unknown:
+    raise app.UsageError(
+      f'--losses: unknown {unknown}; choose from {sorted(_CASES)}'
+    )
+  cases = {name: case for name, case in _CASES.items() if name in selected}
   shapes = {
     name: (proxy_batch, proxy_dim, num_classes)
     if case.proxy
     else (pairwise_batch, pairwise_dim, pairwise_batch // _SAMPLES_PER_CLASS)
-    for name, case in _CASES.items()
+    for name, case in cases.items()
   }
   peaks = dict(
     zip(
@@ -565,11 +641,11 @@ def main(argv):
     )
   )
   rows = []
-  for name, case in _CASES.items():
+  for name, case in cases.items():
     peak = _format(None if peaks[name] is None else peaks[name] / _MIB)
     rows.append(_compare(case, *shapes[name], reps, peak))
     print(f'done: {name} {rows[-1][2]}', file=sys.stderr, flush=True)
-  huge = _HUGE.value and not _QUICK.value
+  huge = _HUGE.value and not _QUICK.value and 'circle_loss_pairwise' in cases
   if huge:
     dense_peak = peaks['circle_loss_pairwise']
     estimate = (
@@ -601,7 +677,8 @@ def main(argv):
     'hyperparameters',
     'reduction',
     'value rel diff',
-    'grad rel diff',
+    'embeddings grad rel diff',
+    'class weights grad rel diff',
     'check',
     'discfeat ms',
     'PML ms',
@@ -617,7 +694,7 @@ def main(argv):
     f'forward + backward, median of {reps} runs, the two libraries '
     'alternating'
     + (' (1 run for the huge row)' if huge else '')
-    + f'; "agree": value and gradient rel diff < {_AGREE_TOLERANCE:g}\n'
+    + f'; "agree": value and gradients rel diff < {_AGREE_TOLERANCE:g}\n'
   )
   print('| ' + ' | '.join(header) + ' |')
   print('|' + '---|' * len(header))
