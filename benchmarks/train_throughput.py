@@ -36,8 +36,8 @@ Configs: ``configs/default.py`` (sklearn digits, LeNet++, batch 64, 100
 timed steps in 4 chunks) and ``configs/cifar10.py`` (ResNet-20, pad-crop-flip
 augmentation, batch 128, 12 timed steps in 1 chunk). CIFAR-10 cannot be
 downloaded here, so a synthetic copy (10,000 + 500 random 32x32x3 images in
-10 classes, PNG-encoded with TFDS's own ``cifar10`` features, about the size
-of real CIFAR-10 PNGs) is written once as array_record into a directory
+10 classes, PNGs about the size of real CIFAR-10 ones, written by TFDS's
+own ``cifar10`` builder without TensorFlow) is written once as array_record into a directory
 under ``--data_dir`` (default: under the system temp dir; later runs reuse
 it) and read through the same catalog path as the real set. The real data
 dir (``$TFDS_DATA_DIR``) is never used: a synthetic "cifar10" there would
@@ -52,6 +52,7 @@ examples) takes under a minute once its data are written.
 
 import contextlib
 import dataclasses
+import io
 import os
 import sys
 import tempfile
@@ -64,6 +65,7 @@ import cpuinfo
 import jax
 import ml_collections
 import numpy as np
+import PIL.Image
 import tensorflow_datasets as tfds
 from absl import app, flags, logging
 from jax.sharding import NamedSharding
@@ -355,34 +357,53 @@ def _run(case: _Case, warmup: int) -> dict[str, Any]:
   }
 
 
+def _png(image: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  PIL.Image.fromarray(image).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def _synthetic_cifar10_examples(split: str, count: int):
+  """``(key, example)`` of random CIFAR-10-shaped images, PNG-encoded."""
+  rng = np.random.default_rng(0 if split == 'train' else 1)
+  for index in range(count):
+    blocks = rng.integers(0, 256, (8, 8, 3), dtype=np.int16)
+    image = np.repeat(np.repeat(blocks, 4, axis=0), 4, axis=1)
+    image = image + rng.integers(-20, 21, image.shape, dtype=np.int16)
+    yield (
+      index,
+      {
+        'id': f'{split}_{index:05d}',
+        'image': _png(np.clip(image, 0, 255).astype(np.uint8)),
+        'label': int(rng.integers(10)),
+      },
+    )
+
+
 def _write_synthetic_cifar10(data_dir: str, num_train: int) -> None:
   """Writes random CIFAR-10-shaped data as TFDS ``cifar10`` (array_record).
 
   Images are 8x8 random colour blocks upsampled to 32x32 plus pixel noise,
   so that their PNGs are about as large as real CIFAR-10 ones (~2.7 KB).
-  Nothing is written when `data_dir` already holds it.
+  TFDS's own ``cifar10`` builder writes them (its features, its version
+  dir), with its download replaced by these examples; the images are given
+  as PNG bytes encoded with PIL, since TFDS encodes arrays with TensorFlow,
+  which the default install leaves out. Nothing is written when `data_dir`
+  already holds it.
   """
-  version_dir, version = catalog.version_dir('cifar10', data_dir)
+  version_dir, _ = catalog.version_dir('cifar10', data_dir)
   if os.path.isfile(os.path.join(version_dir, 'dataset_info.json')):
     return
-  # TFDS's own feature spec, so images are stored PNG-encoded as in the
-  # real set.
-  features = tfds.builder_cls('cifar10')(data_dir=data_dir).info.features
-  rng = np.random.default_rng(0)
 
-  def examples(split: str, count: int):
-    for index in range(count):
-      blocks = rng.integers(0, 256, (8, 8, 3), dtype=np.int16)
-      image = np.repeat(np.repeat(blocks, 4, axis=0), 4, axis=1)
-      image = image + rng.integers(-20, 21, image.shape, dtype=np.int16)
-      yield (
-        index,
-        {
-          'id': f'{split}_{index:05d}',
-          'image': np.clip(image, 0, 255).astype(np.uint8),
-          'label': int(rng.integers(10)),
-        },
-      )
+  class SyntheticCifar10(tfds.builder_cls('cifar10'), skip_registration=True):
+    name = 'cifar10'
+
+    def _split_generators(self, dl_manager):
+      del dl_manager  # Nothing to download.
+      return {
+        'train': _synthetic_cifar10_examples('train', num_train),
+        'test': _synthetic_cifar10_examples('test', _SYNTHETIC_TEST_EXAMPLES),
+      }
 
   logging.warning(
     'Writing a synthetic CIFAR-10 (%d + %d examples) to %s, once.',
@@ -390,17 +411,10 @@ def _write_synthetic_cifar10(data_dir: str, num_train: int) -> None:
     _SYNTHETIC_TEST_EXAMPLES,
     version_dir,
   )
-  tfds.dataset_builders.store_as_tfds_dataset(
-    name='cifar10',
-    version=version,
-    features=features,
-    split_datasets={
-      'train': examples('train', num_train),
-      'test': examples('test', _SYNTHETIC_TEST_EXAMPLES),
-    },
-    data_dir=data_dir,
-    file_format='array_record',
+  builder = SyntheticCifar10(
+    data_dir=data_dir, file_format=preparation.FILE_FORMAT
   )
+  builder.download_and_prepare(file_format=preparation.FILE_FORMAT)
 
 
 def _prepared(config, data_dir: str) -> ml_collections.ConfigDict:
@@ -460,14 +474,6 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   tfds.disable_progress_bar()
-  try:
-    # As train.py does: TensorFlow (pulled in by clu's TensorBoard writer)
-    # must not reserve accelerator memory that JAX needs.
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    tf.config.experimental.set_visible_devices([], 'GPU')
-  except ImportError:
-    pass
   load = os.getloadavg()[0]
   cases = _cases(_QUICK.value)
   rows = []
