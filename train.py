@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging as logging_lib
 import os
+import sys
 import time
 from typing import Any
 
@@ -140,10 +141,19 @@ def train_and_evaluate(
     workdir: where checkpoints, TensorBoard events, results.json and plots
       go; a workdir holding a checkpoint is resumed.
 
+  Raises:
+    checkpointing.WorkdirInUseError: another live run uses `workdir`.
+
   Returns:
     The final evaluation metrics (also in ``workdir/results.json``), or
     ``{'preempted_at_step': step}`` when stopped by SIGTERM.
   """
+  # One run per workdir: a second one would interleave checkpoints.
+  with checkpointing.exclusive_workdir(workdir, purpose=' '.join(sys.argv)):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config, workdir):
   # Everything that can be wrong with the config is checked before the
   # first compilation.
   objective = objectives.get_objective(config.loss.name)
@@ -235,8 +245,8 @@ def train_and_evaluate(
   report_progress = tensorboard_writer.periodic_actions.ReportProgress(
     num_train_steps=num_train_steps, writer=writer
   )
-  termination = checkpointing.TerminationFlag()
-  termination.install()
+  preemption = checkpointing.PreemptionNotice()
+  preemption.install()
   guard = _LossGuard(last_good_step=start_step)
   batches = dataset.train_batches(start_step)
   last_checkpoint = checkpointer.latest_step()
@@ -252,7 +262,7 @@ def train_and_evaluate(
       if refresh_every and step % refresh_every == 0:
         state = refresh(state)
       is_last = step == num_train_steps
-      if termination.is_set():
+      if preemption.reached(step):
         guard.check(last_checkpoint)
         checkpointer.save(step, state)
         logging.warning(
@@ -293,7 +303,7 @@ def train_and_evaluate(
         writer.write_scalars(step, _scalars(results, prefix='test/'))
   finally:
     # Also on errors: pending asynchronous saves of good steps complete.
-    termination.uninstall()
+    preemption.uninstall()
     writer.flush()
     checkpointer.close()
 
@@ -354,6 +364,12 @@ def define_flags() -> None:
   flags.DEFINE_string(
     'workdir', None, 'Directory for checkpoints, logs, results and plots.'
   )
+  flags.DEFINE_bool(
+    'traceback',
+    False,
+    'On a bad config, name, value or path, show the traceback as well as '
+    'the one-line error.',
+  )
   flags.DEFINE_string(
     'coordinator_address',
     None,
@@ -406,7 +422,31 @@ def main(argv):
     jax.process_count(),
     jax.local_devices(),
   )
-  train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except USER_ERRORS as error:
+    if FLAGS.traceback:
+      raise
+    raise SystemExit(_one_line(error)) from None
+
+
+# What a bad config, name, value, path or workdir raises: said in one line
+# (the traceback with --traceback). Anything else is a bug and keeps its
+# traceback.
+USER_ERRORS = (
+  ValueError,  # Includes checkpointing.IncompatibleCheckpointError.
+  TypeError,
+  OSError,  # Missing or unreadable files and folders.
+  FloatingPointError,  # A non-finite loss.
+  checkpointing.WorkdirInUseError,
+)
+
+
+def _one_line(error: BaseException) -> str:
+  message = ' '.join(str(error).split()) or repr(error)
+  return (
+    f'train.py: {type(error).__name__}: {message} (--traceback shows where)'
+  )
 
 
 def _load_config_file(argv: list[str]):
@@ -447,12 +487,30 @@ def unknown_override_message(argv: list[str]) -> str | None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with an override of a missing field named."""
+  """absl's flag parsing; every error in one line (see `USER_ERRORS`)."""
   try:
     return FLAGS(argv)
-  except (AttributeError, KeyError) as error:
-    message = unknown_override_message(argv) or repr(error)
+  except flags.Error as error:
+    if '--traceback' in argv:
+      raise
+    # config_flags puts the traceback of a config that fails to load into
+    # the message; its last line is the error itself.
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    last = lines[-1].strip('"\'') if lines else repr(error)
+    raise SystemExit(
+      f'train.py: {last} (--helpfull lists the flags; --traceback shows where)'
+    ) from None
+  except (AttributeError, KeyError):
+    # config_flags says only "'gamma'" for a missing override field.
+    message = unknown_override_message(argv)
+    if message is None or '--traceback' in argv:
+      raise
     raise SystemExit(f'train.py: {message}') from None
+  except USER_ERRORS as error:
+    # E.g. a config file that does not exist or does not load.
+    if '--traceback' in argv:
+      raise
+    raise SystemExit(_one_line(error)) from None
 
 
 if __name__ == '__main__':

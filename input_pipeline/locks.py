@@ -98,7 +98,8 @@ def read_holder(lock_path: str) -> Holder | None:
     return None
 
 
-def _write_holder(lock_path: str, holder: Holder) -> None:
+def write_holder(lock_path: str, holder: Holder) -> None:
+  """Records `holder` beside `lock_path` (while holding the lock)."""
   # Written aside and renamed, so that readers see a whole record or none.
   path = lock_path + HOLDER_SUFFIX
   partial = f'{path}.{holder.host}.{holder.pid}.tmp'
@@ -162,7 +163,7 @@ def holding(lock_path: str, *, purpose: str, timeout: float) -> Iterator[Held]:
         lock_path,
         previous.describe(),
       )
-    _write_holder(lock_path, Holder.this_process(purpose))
+    write_holder(lock_path, Holder.this_process(purpose))
     yield Held(path=lock_path, previous_holder=previous)
   finally:
     # Also after an error: this process did end its work and releases the

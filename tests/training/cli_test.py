@@ -1,0 +1,105 @@
+"""The command line's errors, and one live run per workdir."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import train
+from configs import tiny
+from training import checkpointing
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+_ENV = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
+
+
+def _error_lines(*argv, workdir):
+  result = subprocess.run(
+    [sys.executable, 'train.py', *argv, f'--workdir={workdir}'],
+    capture_output=True,
+    text=True,
+    env=_ENV,
+    cwd=_ROOT,
+    timeout=240,
+  )
+  # absl's log lines start with their level letter and a date (I1201 ...).
+  lines = [
+    line
+    for line in result.stderr.splitlines()
+    if line.strip() and not (line[:1] in 'IWE' and line[1:5].isdigit())
+  ]
+  return result.returncode, lines
+
+
+@pytest.mark.parametrize(
+  'argv,expected',
+  [
+    # A bad name in the config argument (while the flags are parsed).
+    (
+      ('--config=configs/default.py:nope',),
+      "train.py: ValueError: Unknown loss name 'nope' (config.loss.name); "
+      'valid names: arcface, ',
+    ),
+    # A data set that is not prepared (while the run starts).
+    (
+      ('--config=configs/mnist.py', '--config.input.data_dir={tmp}'),
+      "train.py: DataNotPreparedError: Data set 'mnist'",
+    ),
+  ],
+  ids=['unknown_loss', 'data_not_prepared'],
+)
+def test_bad_input_is_one_line_and_non_zero(argv, expected, tmp_path):
+  argv = [arg.format(tmp=tmp_path / 'tfds') for arg in argv]
+  returncode, lines = _error_lines(*argv, workdir=tmp_path / 'work')
+  assert returncode != 0
+  assert len(lines) == 1, lines
+  assert lines[0].startswith(expected), lines
+  assert '--traceback shows where' in lines[0]
+
+
+def test_traceback_flag_shows_the_traceback(tmp_path):
+  returncode, lines = _error_lines(
+    '--config=configs/default.py:nope', '--traceback', workdir=tmp_path
+  )
+  assert returncode != 0
+  assert 'Traceback (most recent call last):' in lines
+
+
+_HOLD = """
+import sys, time
+from training import checkpointing
+with checkpointing.exclusive_workdir(sys.argv[1], purpose='the first run'):
+  print('held', flush=True)
+  time.sleep(600)
+"""
+
+
+def test_second_run_on_a_live_workdir_is_refused(tmp_path):
+  workdir = tmp_path / 'work'
+  first = subprocess.Popen(
+    [sys.executable, '-c', _HOLD, str(workdir)],
+    stdout=subprocess.PIPE,
+    text=True,
+    env=_ENV,
+    cwd=_ROOT,
+  )
+  try:
+    assert first.stdout.readline().strip() == 'held'
+    config = tiny.get_config()
+    config.input.data_dir = str(tmp_path / 'tfds')
+    with pytest.raises(
+      checkpointing.WorkdirInUseError,
+      match=rf'in use by a live run: pid {first.pid} on host .*\(running\).*'
+      'the first run',
+    ):
+      train.train_and_evaluate(config, str(workdir))
+    assert not os.path.exists(workdir / 'checkpoints')
+  finally:
+    first.kill()
+    first.wait()
+  # The holder died without releasing: its lock is taken over at once, and
+  # released again on exit.
+  for purpose in ('second run', 'third run'):
+    with checkpointing.exclusive_workdir(str(workdir), purpose=purpose):
+      pass
