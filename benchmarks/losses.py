@@ -1,27 +1,38 @@
 r"""Forward+backward time and compiled memory of every loss, against its GEMM.
 
-Each loss is timed as ``jax.jit(jax.value_and_grad(mean loss))`` with respect
-to every floating input, next to its GEMM skeleton measured in the same run:
+The losses are the training objectives of the registry
+(``training.objectives``): a new objective appears here without editing
+this file. Each single-label objective is timed as it trains:
+its head (``make_head(num_classes, hparams)``, default hyperparameters) is
+initialised on the synthetic embeddings, and
+``jax.jit(jax.value_and_grad(f, argnums=(embeddings, head params)))`` is
+timed, where ``f`` applies the head and reduces ``objective.loss`` as
+``sum(weights * values) / sum(weights)`` (objectives that score the global
+batch get it as on one device). Each is measured next to its GEMM skeleton
+in the same run, the two alternating:
 
-- pairwise losses: ``value_and_grad(sum(R * (X @ X.T)))`` at the same shape,
-  the matrix product any pairwise loss has to do forwards and backwards;
-- classification losses: optax softmax cross-entropy on the same
+- pair-wise objectives (``sampling == 'class_balanced'``):
+  ``value_and_grad(sum(R * (X @ X.T)))`` at the same shape, the matrix
+  product any pair-wise loss has to do forwards and backwards;
+- all others: optax softmax cross-entropy on the same
   ``[batch, dim] x [dim, classes]`` product.
+
+Multi-label objectives are skipped (their targets are label sets, which
+neither skeleton has); the table's caption names them.
 
 Memory is XLA's compiled temporary allocation
 (``.lower().compile().memory_analysis().temp_size_in_bytes``).
 
-A second table sweeps the pair-wise losses from B = 1k to 64k, dense and
-with row blocks (``block_size``), so that the growth of time and memory
-with the batch is visible: the dense form's memory grows as B², the
-blocked form's as B × block_size. A dense case whose compiled memory
-exceeds ``--max_dense_gib`` is compiled (to report what it would need) but
-not run.
+A second table sweeps the pair-wise objectives from B = 1k to 64k, dense
+and with row blocks (their ``block_size`` hyperparameter; an objective
+without one runs dense only), so that the growth of time and memory with
+the batch is visible: the dense form's memory grows as B², the blocked
+form's as B × block_size. A dense case whose compiled memory exceeds
+``--max_dense_gib`` is compiled (to report what it would need) but not run.
 
 Run: ``make bench`` or ``python -m benchmarks.losses [--quick]``.
 """
 
-import functools
 import os
 from collections.abc import Callable
 
@@ -32,14 +43,19 @@ import numpy as np
 import optax
 from absl import app, flags
 
-import losses
 from benchmarks import timing
+from training import objectives
 
 _QUICK = flags.DEFINE_bool(
   'quick', False, 'Small sizes only (no 64k rows); for a smoke run.'
 )
 _REPS = flags.DEFINE_integer('reps', 9, 'Timed repetitions per case.')
-_BLOCK = flags.DEFINE_integer('block_size', 1024, 'Rows per block.')
+_BLOCK = flags.DEFINE_integer(
+  'block_size',
+  1024,
+  "Rows per block: the pair-wise objectives' block_size hyperparameter in "
+  'the blocked rows.',
+)
 _SWEEP = flags.DEFINE_list(
   'sweep_batches',
   ['1024', '2048', '4096', '8192', '16384', '32768', '65536'],
@@ -54,6 +70,8 @@ _MAX_DENSE_GIB = flags.DEFINE_float(
 _SWEEP_REPS = flags.DEFINE_integer('sweep_reps', 3, 'Timed runs per sweep row.')
 
 _MIB = 2**20
+# The hyperparameter that selects the memory-bounded (blocked) path.
+_BLOCK_SIZE = 'block_size'
 
 
 def _compile(fn: Callable, *args):
@@ -85,57 +103,67 @@ def _time_interleaved(loss, loss_args, skeleton, skeleton_args, reps: int):
   )
 
 
-def _grad_all(loss_fn: Callable, argnums: tuple[int, ...]) -> Callable:
-  return jax.value_and_grad(
-    lambda *args: jnp.mean(loss_fn(*args)), argnums=argnums
+def _single_label(sampling: str) -> list[objectives.Objective]:
+  """The registry's single-label objectives of one sampling, by name."""
+  return [
+    objective
+    for objective in objectives.all_objectives()
+    if not objective.multilabel and objective.sampling == sampling
+  ]
+
+
+def _is_pairwise(sampling: str) -> bool:
+  return sampling == 'class_balanced'
+
+
+def _hparams(objective: objectives.Objective, block_size: int | None):
+  """Default hyperparameters; `block_size` where the objective has one."""
+  config = objectives.loss_config(objective.name)
+  if _BLOCK_SIZE in objective.hyperparameters:
+    config[_BLOCK_SIZE] = block_size
+  return objectives.resolve_hparams(objective, config)
+
+
+def _objective_case(objective, hparams, x, y, num_classes):
+  """The objective's ``value_and_grad`` and its arguments.
+
+  Returns:
+    ``(fn, args)``: ``fn(embeddings, head params, head state, labels)``
+    gives the reduced loss and its gradients w.r.t. the embeddings and the
+    head's parameters.
+  """
+  head = objective.make_head(num_classes, hparams)
+  variables = dict(head.init(jax.random.key(0), x))
+  params = variables.pop('params', {})
+  # Non-gradient head state (vMF's mean directions, zero at init) gets
+  # random unit rows, as after a refresh.
+  keys = iter(jax.random.split(jax.random.key(1), 64))
+  state = jax.tree.map(
+    lambda a: _unit_rows(jax.random.normal(next(keys), a.shape, a.dtype)),
+    variables,
   )
+  batch = x.shape[0]
+
+  def reduced_loss(embeddings, params, state, labels):
+    outputs = head.apply({'params': params, **state}, embeddings)
+    global_batch = None
+    if objective.reference == 'global_batch':
+      # On one device the global batch is the local one.
+      global_batch = objectives.GlobalBatch(
+        embeddings, labels, jnp.arange(batch)
+      )
+    values, weights = objective.loss(
+      objectives.LossInputs(embeddings, labels, outputs, global_batch),
+      hparams,
+    )
+    return jnp.sum(weights * values) / jnp.sum(weights)
+
+  fn = jax.value_and_grad(reduced_loss, argnums=(0, 1))
+  return fn, (x, params, state, y)
 
 
-def _pairwise_cases(block_size):
-  return {
-    'circle_loss_pairwise': functools.partial(
-      losses.circle_loss_pairwise,
-      margin=0.25,
-      gamma=256.0,
-      block_size=block_size,
-    ),
-    'distance_matrix_loss': functools.partial(
-      losses.distance_matrix_loss, block_size=block_size
-    ),
-    'batch_hard_triplet_loss': functools.partial(
-      losses.batch_hard_triplet_loss, margin=0.2, block_size=block_size
-    ),
-  }
-
-
-def _classification_cases(num_classes):
-  mu = jnp.zeros((num_classes,))
-  sigma = jnp.ones((num_classes,))
-  return {
-    'g_softmax_cross_entropy': lambda x, w, y: losses.g_softmax_cross_entropy(
-      x @ w.T, y, mu=mu, sigma=sigma, scale=0.1
-    ),
-    'virtual_softmax_cross_entropy': losses.virtual_softmax_cross_entropy,
-    'normalized_softmax_cross_entropy': functools.partial(
-      losses.normalized_softmax_cross_entropy, scale=16.0
-    ),
-    'cosface_loss': functools.partial(
-      losses.cosface_loss, scale=64.0, margin=0.35
-    ),
-    'arcface_loss': functools.partial(
-      losses.arcface_loss, scale=64.0, margin=0.5
-    ),
-    'circle_loss_class_level': functools.partial(
-      losses.circle_loss_class_level, margin=0.25, gamma=256.0
-    ),
-    'vmf_cross_entropy': lambda x, w, y: losses.vmf_cross_entropy(
-      x, w, y, kappa=16.0
-    ),
-    'center_loss (+ softmax CE)': lambda x, w, y: (
-      optax.softmax_cross_entropy_with_integer_labels(x @ w.T, y)
-      + 0.01 * losses.center_loss(x, w, y)
-    ),
-  }
+def _unit_rows(a):
+  return a / jnp.linalg.norm(a, axis=-1, keepdims=True)
 
 
 def _pairwise_skeleton(x, r):
@@ -143,35 +171,52 @@ def _pairwise_skeleton(x, r):
 
 
 def _classification_skeleton(x, w, y):
-  return optax.softmax_cross_entropy_with_integer_labels(x @ w.T, y)
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(x @ w.T, y))
 
 
 def _format(value, digits=1):
   return 'n/a' if value is None else f'{value:.{digits}f}'
 
 
-def _benchmark_pairwise(batch, dim, block_size, reps, rows):
+def _mib(num_bytes, digits=1):
+  return _format(None if num_bytes is None else num_bytes / _MIB, digits)
+
+
+def _pairwise_data(batch, dim):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((batch, dim)), jnp.float32)
   num_classes = max(batch // 8, 2)
   y = jnp.asarray(rng.integers(0, num_classes, batch), jnp.int32)
-  r = jnp.asarray(rng.standard_normal((batch, batch)), jnp.float32)
+  return x, y, num_classes
+
+
+def _benchmark_pairwise(batch, dim, block_size, reps, rows):
+  """Rows of the pair-wise objectives (those with `block_size` if given)."""
+  x, y, num_classes = _pairwise_data(batch, dim)
+  r = jnp.asarray(
+    np.random.default_rng(1).standard_normal((batch, batch)), jnp.float32
+  )
   skeleton = jax.value_and_grad(_pairwise_skeleton)
   skeleton_compiled, skeleton_temp = _compile(skeleton, x, r)
-  for name, loss_fn in _pairwise_cases(block_size).items():
-    compiled, temp = _compile(_grad_all(loss_fn, (0,)), x, y)
+  shape = f'B={batch} D={dim}' + (f' block={block_size}' if block_size else '')
+  for objective in _single_label('class_balanced'):
+    if block_size and _BLOCK_SIZE not in objective.hyperparameters:
+      continue
+    hparams = _hparams(objective, block_size)
+    fn, args = _objective_case(objective, hparams, x, y, num_classes)
+    compiled, temp = _compile(fn, *args)
     seconds, skeleton_seconds = _time_interleaved(
-      compiled, (x, y), skeleton_compiled, (x, r), reps
+      compiled, args, skeleton_compiled, (x, r), reps
     )
     rows.append(
       (
-        name,
-        f'B={batch} D={dim}' + (f' block={block_size}' if block_size else ''),
+        objective.name,
+        shape,
         _format(seconds * 1e3),
         _format(skeleton_seconds * 1e3),
         _format(seconds / skeleton_seconds, 2),
-        _format(temp / _MIB if temp is not None else None),
-        _format(skeleton_temp / _MIB if skeleton_temp is not None else None),
+        _mib(temp),
+        _mib(skeleton_temp),
       )
     )
 
@@ -181,7 +226,7 @@ def _benchmark_classification(batch, dim, num_classes, reps, rows):
   x = jnp.asarray(rng.standard_normal((batch, dim)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((num_classes, dim)) * 0.05, jnp.float32)
   y = jnp.asarray(rng.integers(0, num_classes, batch), jnp.int32)
-  skeleton = _grad_all(_classification_skeleton, (0, 1))
+  skeleton = jax.value_and_grad(_classification_skeleton, argnums=(0, 1))
   skeleton_compiled, skeleton_temp = _compile(skeleton, x, w, y)
   shape = f'B={batch} D={dim} C={num_classes}'
   skeleton_seconds = _time(skeleton_compiled, x, w, y, reps=reps)
@@ -192,61 +237,59 @@ def _benchmark_classification(batch, dim, num_classes, reps, rows):
       _format(skeleton_seconds * 1e3),
       _format(skeleton_seconds * 1e3),
       '1.00',
-      _format(skeleton_temp / _MIB),
-      _format(skeleton_temp / _MIB),
+      _mib(skeleton_temp),
+      _mib(skeleton_temp),
     )
   )
-  for name, loss_fn in _classification_cases(num_classes).items():
-    fn = _grad_all(loss_fn, (0, 1))
-    compiled, temp = _compile(fn, x, w, y)
+  for objective in _single_label('random'):
+    hparams = _hparams(objective, None)
+    fn, args = _objective_case(objective, hparams, x, y, num_classes)
+    compiled, temp = _compile(fn, *args)
     seconds, skeleton_seconds = _time_interleaved(
-      compiled, (x, w, y), skeleton_compiled, (x, w, y), reps
+      compiled, args, skeleton_compiled, (x, w, y), reps
     )
     rows.append(
       (
-        name,
+        objective.name,
         shape,
         _format(seconds * 1e3),
         _format(skeleton_seconds * 1e3),
         _format(seconds / skeleton_seconds, 2),
-        _format(temp / _MIB if temp is not None else None),
-        _format(skeleton_temp / _MIB),
+        _mib(temp),
+        _mib(skeleton_temp),
       )
     )
 
 
 def _sweep_pairwise(batches, dim, block_size, reps, max_dense_bytes):
-  """Time and temporary memory of each pair-wise loss, dense and blocked.
+  """Time and temporary memory of each pair-wise objective, dense and blocked.
+
+  Objectives without a ``block_size`` hyperparameter run dense only.
 
   Returns:
-    Markdown rows: loss, batch, then time (ms) and temporary memory (MiB)
-    of the dense and of the blocked form.
+    Markdown rows: objective, batch, then time (ms) and temporary memory
+    (MiB) of the dense and of the blocked form.
   """
   rows = []
   for batch in batches:
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((batch, dim)), jnp.float32)
-    num_classes = max(batch // 8, 2)
-    y = jnp.asarray(rng.integers(0, num_classes, batch), jnp.int32)
-    dense_cases = _pairwise_cases(None)
-    blocked_cases = _pairwise_cases(block_size)
-    for name in dense_cases:
-      cells = [name, str(batch)]
-      for loss_fn in (dense_cases[name], blocked_cases[name]):
-        compiled, temp = _compile(_grad_all(loss_fn, (0,)), x, y)
-        if (
-          temp is not None
-          and temp > max_dense_bytes
-          and loss_fn is (dense_cases[name])
-        ):
-          cells += ['not run', _format(temp / _MIB, 0)]
+    x, y, num_classes = _pairwise_data(batch, dim)
+    for objective in _single_label('class_balanced'):
+      cells = [objective.name, str(batch)]
+      forms = [None]
+      if _BLOCK_SIZE in objective.hyperparameters:
+        forms.append(block_size)
+      for form in forms:
+        hparams = _hparams(objective, form)
+        fn, args = _objective_case(objective, hparams, x, y, num_classes)
+        compiled, temp = _compile(fn, *args)
+        if form is None and temp is not None and temp > max_dense_bytes:
+          cells += ['not run', _mib(temp, 0)]
           continue
-        seconds = _time(compiled, x, y, reps=reps)
-        cells += [
-          _format(seconds * 1e3),
-          _format(None if temp is None else temp / _MIB, 0),
-        ]
+        seconds = _time(compiled, *args, reps=reps)
+        cells += [_format(seconds * 1e3), _mib(temp, 0)]
         del compiled
+      if len(forms) == 1:
+        cells += ['–', '–']  # No blocked form.
       rows.append(tuple(cells))
       print('| ' + ' | '.join(cells) + ' |', flush=True)
   return rows
@@ -280,12 +323,21 @@ def main(argv):
     'temp MiB',
     'skeleton temp MiB',
   )
+  skipped = [o.name for o in objectives.all_objectives() if o.multilabel]
   print(
     f'jax {jax.__version__}, {jax.devices()[0].platform} '
     f'({cpuinfo.get_cpu_info()["brand_raw"]}, '
     f'{os.cpu_count()} cores), '
     f'{jax.device_count()} device(s); median of {reps} runs, each loss '
-    'alternating with its skeleton\n'
+    'alternating with its skeleton; every single-label objective of '
+    'training.objectives, default hyperparameters, gradients w.r.t. the '
+    'embeddings and the head parameters'
+    + (
+      f'; multi-label objectives skipped: {", ".join(skipped)}'
+      if skipped
+      else ''
+    )
+    + '\n'
   )
   _print_table(header, rows)
 
@@ -297,7 +349,8 @@ def main(argv):
   print(
     f'\nPair-wise sweep, D=128, blocks of {_BLOCK.value} rows; median of '
     f'{_SWEEP_REPS.value} runs (1 above B=16384); dense form run only '
-    f'below {_MAX_DENSE_GIB.value} GiB of temporary memory\n',
+    f'below {_MAX_DENSE_GIB.value} GiB of temporary memory; objectives '
+    'without a block_size hyperparameter run dense only (–)\n',
     flush=True,
   )
   sweep_header = (
