@@ -2,7 +2,10 @@
 
 No test reads or downloads real catalog data: `mock_data` serves random
 records (random sizes for the large-image sets), and the "prepared" check
-is satisfied by a fake dataset_info.json (`conftest.mark_prepared`).
+is satisfied by a fake dataset_info.json (`conftest.mark_prepared`). The
+class-disjoint tests instead read tiny array_record copies prepared offline
+(`conftest.prepare_catalog_records`): their labels are scanned from
+serialized records, which `mock_data` makes only with TensorFlow.
 """
 
 import importlib.util
@@ -14,10 +17,15 @@ from unittest import mock
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from PIL import Image
 
 import input_pipeline
 from input_pipeline import preparation
-from tests.input_pipeline.conftest import make_config, mark_prepared
+from tests.input_pipeline.conftest import (
+  make_config,
+  mark_prepared,
+  prepare_catalog_records,
+)
 
 # name: (num_classes, image_shape with image_size=12, multilabel)
 _EXPECTED = {
@@ -31,6 +39,13 @@ _EXPECTED = {
   'coco': (80, (12, 12, 3), True),
 }
 _LARGE = ('caltech_birds2011', 'cars196', 'stanford_online_products', 'coco')
+# TFDS's coco builder needs TensorFlow, which only the coco extra installs:
+# marked `tensorflow`, they skip in the default venv and run in
+# `make test-coco` (pytest -m tensorflow in a venv with that extra).
+_SKIP_WITHOUT_TENSORFLOW = pytest.mark.skipif(
+  importlib.util.find_spec('tensorflow') is None,
+  reason="TFDS's coco builder needs TensorFlow (make test-coco runs this)",
+)
 
 
 def _create(config, process_index=0, process_count=1):
@@ -39,10 +54,16 @@ def _create(config, process_index=0, process_count=1):
   )
 
 
-@pytest.mark.parametrize('name', sorted(_EXPECTED))
+@pytest.mark.parametrize(
+  'name',
+  [
+    pytest.param(name, marks=[pytest.mark.tensorflow, _SKIP_WITHOUT_TENSORFLOW])
+    if name == 'coco'
+    else name
+    for name in sorted(_EXPECTED)
+  ],
+)
 def test_catalog_set_under_mock_data(tmp_path, name):
-  if name == 'coco' and importlib.util.find_spec('tensorflow') is None:
-    pytest.skip("TFDS's coco builder needs TensorFlow for its metadata")
   num_classes, image_shape, multilabel = _EXPECTED[name]
   data_dir = str(tmp_path)
   mark_prepared(name, data_dir)
@@ -83,9 +104,9 @@ def test_catalog_set_under_mock_data(tmp_path, name):
     )
 
 
+@pytest.mark.tensorflow
+@_SKIP_WITHOUT_TENSORFLOW
 def test_coco_targets_are_multi_hot_of_the_objects(tmp_path):
-  if importlib.util.find_spec('tensorflow') is None:
-    pytest.skip("TFDS's coco builder needs TensorFlow for its metadata")
   mark_prepared('coco', str(tmp_path))
   config = make_config(
     name='coco', data_dir=str(tmp_path), image_size=8, batch_size=2
@@ -100,18 +121,56 @@ def test_coco_targets_are_multi_hot_of_the_objects(tmp_path):
       np.testing.assert_array_equal(batch['label'][row], expected)
 
 
-@pytest.mark.parametrize(
-  'name,train_classes,test_classes',
-  [('mnist', 5, 5), ('stanford_online_products', 11318, 11316)],
-)
-def test_class_disjoint_catalog_under_mock_data(
-  tmp_path, name, train_classes, test_classes
-):
-  # The labels are scanned from serialized records; mock_data serialises its
-  # random records with TensorFlow (real array_record data needs no TF).
-  if importlib.util.find_spec('tensorflow') is None:
-    pytest.skip('tfds.testing.mock_data serialises records with TensorFlow')
-  mark_prepared(name, str(tmp_path))
+def _grey(value, shape):
+  """A PIL image of one grey `value` (TFDS encodes PIL images without TF)."""
+  pixels = np.full(shape, value, np.uint8)
+  return Image.fromarray(pixels[..., 0] if shape[-1] == 1 else pixels)
+
+
+# name: (TFDS split -> record labels, train classes, test classes, boundary)
+_DISJOINT = {
+  'mnist': ({'train': list(range(10)) * 2, 'test': list(range(10))}, 5, 5, 5),
+  'stanford_online_products': (
+    {'train': [0, 7, 11317, 11318, 22633], 'test': [3, 11318, 11319, 22633]},
+    11318,
+    11316,
+    11318,
+  ),
+}
+
+
+def _disjoint_record(name, label, value, index):
+  if name == 'mnist':
+    return {'image': _grey(value, (28, 28, 1)), 'label': label}
+  return {
+    'image': _grey(value, (6 + index, 9, 3)),  # SOP's sizes vary.
+    'class_id': label,
+    'super_class_id/num': 1,
+    'super_class_id': 'cabinet',
+  }
+
+
+@pytest.mark.parametrize('name', sorted(_DISJOINT))
+def test_class_disjoint_catalog_on_prepared_records(tmp_path, name):
+  # Real array_record data (a tiny copy of the TFDS builder's output, made
+  # offline), so the labels are scanned from real serialized records, as in
+  # production; `mock_data` serialises its records with TensorFlow. Each
+  # record's image is one grey value naming it, so every row read back can
+  # be checked against the record it must come from.
+  labels, train_classes, test_classes, boundary = _DISJOINT[name]
+  splits, expected, value = {}, {'train': {}, 'test': {}}, 4
+  for split, split_labels in labels.items():
+    splits[split] = []
+    for index, label in enumerate(split_labels):
+      splits[split].append(_disjoint_record(name, label, value, index))
+      # same_split protocol: train keeps the train split's classes
+      # [0, boundary), test the test split's others, re-based.
+      if split == 'train' and label < boundary:
+        expected['train'][value] = label
+      elif split == 'test' and label >= boundary:
+        expected['test'][value] = label - boundary
+      value += 8
+  prepare_catalog_records(name, str(tmp_path), splits)
   config = make_config(
     name=name,
     data_dir=str(tmp_path),
@@ -119,22 +178,26 @@ def test_class_disjoint_catalog_under_mock_data(
     class_disjoint=True,
     image_size=8,
   )
-  with tfds.testing.mock_data(num_examples=40):
-    dataset = _create(config)
-    info = dataset.info
-    assert info.num_classes == train_classes
-    assert info.num_test_classes == test_classes
-    assert 0 < info.num_train_examples < 40
-    assert 0 < info.num_test_examples < 40
-    labels = np.concatenate(
-      [dataset.train_batch(s)['label'] for s in range(10)]
-    )
-    assert labels.min() >= 0 and labels.max() < train_classes
-    test = np.concatenate(
-      [b['label'][b['mask']] for b in dataset.eval_batches('test', 8)]
-    )
-    assert len(test) == info.num_test_examples
-    assert test.min() >= 0 and test.max() < test_classes
+  dataset = _create(config)
+  info = dataset.info
+  assert info.class_disjoint
+  assert info.num_classes == train_classes
+  assert info.num_test_classes == test_classes
+  assert info.num_train_examples == len(expected['train'])
+  assert info.num_test_examples == len(expected['test'])
+  for split in ('train', 'test'):
+    batches = list(dataset.eval_batches(split, 3))
+    images = np.concatenate([b['image'][b['mask']] for b in batches])
+    values = np.round(images.reshape(len(images), -1) * 255).astype(int)
+    assert (values == values[:, :1]).all()  # Constant images.
+    read = [int(v) for v in values[:, 0]]
+    assert sorted(read) == sorted(expected[split])
+    got = np.concatenate([b['label'][b['mask']] for b in batches])
+    assert got.tolist() == [expected[split][v] for v in read]
+  for step in range(4):
+    batch = dataset.train_batch(step)
+    assert batch['image'].shape == (2, *info.image_shape)
+    assert 0 <= batch['label'].min() and batch['label'].max() < train_classes
 
 
 def test_missing_catalog_set_fails_fast_with_the_prepare_command(tmp_path):

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from PIL import Image
 
 import input_pipeline
@@ -65,3 +66,36 @@ def mark_prepared(name, data_dir):
   with open(os.path.join(path, 'dataset_info.json'), 'w') as f:
     json.dump({'fileFormat': 'array_record'}, f)
   return path
+
+
+def prepare_catalog_records(name, data_dir, splits):
+  """Prepares catalog set `name` in `data_dir` from the given records.
+
+  A copy of the real TFDS builder (same name, version and features) whose
+  examples are `splits` instead of a download, prepared as array_record:
+  the pipeline then reads it through ``tfds.data_source`` exactly like a
+  prepared catalog set. Needs no TensorFlow when images are PIL images.
+
+  Args:
+    name: a catalog name (``config.input.name``).
+    data_dir: the TFDS data dir.
+    splits: TFDS split name -> list of example dicts.
+
+  Returns:
+    The prepared version directory.
+  """
+  base = tfds.builder_cls(catalog.get_spec(name).tfds_name)
+
+  class Offline(base, skip_registration=True):
+    name = base.name
+
+    def _split_generators(self, dl_manager):
+      del dl_manager
+      return {s: self._generate_examples(r) for s, r in splits.items()}
+
+    def _generate_examples(self, records):
+      yield from enumerate(records)
+
+  builder = Offline(data_dir=data_dir, file_format=preparation.FILE_FORMAT)
+  builder.download_and_prepare(file_format=preparation.FILE_FORMAT)
+  return builder.data_dir
