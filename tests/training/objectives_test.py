@@ -92,4 +92,3 @@ def test_unknown_hyperparameter_lists_the_valid_ones():
 def test_unknown_name_lists_valid_names():
   with pytest.raises(ValueError, match='valid names: arcface, center, '):
     objectives.get_objective('nope')
-
