@@ -37,9 +37,9 @@ timed steps in 4 chunks) and ``configs/cifar10.py`` (ResNet-20, pad-crop-flip
 augmentation, batch 128, 12 timed steps in 1 chunk). CIFAR-10 cannot be
 downloaded here, so a synthetic copy (10,000 + 500 random 32x32x3 images in
 10 classes, PNGs about the size of real CIFAR-10 ones, written by TFDS's
-own ``cifar10`` builder without TensorFlow) is written once as array_record into a directory
-under ``--data_dir`` (default: under the system temp dir; later runs reuse
-it) and read through the same catalog path as the real set. The real data
+own ``cifar10`` builder without TensorFlow) is written once as array_record
+into a directory under ``--data_dir`` (default: under the system temp dir;
+later runs reuse it) and read through the same catalog path as the real set. The real data
 dir (``$TFDS_DATA_DIR``) is never used: a synthetic "cifar10" there would
 pass for the real one. Random access makes the read cost per batch
 independent of the set's size.
