@@ -39,9 +39,9 @@ downloaded here, so a synthetic copy (10,000 + 500 random 32x32x3 images in
 10 classes, PNGs about the size of real CIFAR-10 ones, written by TFDS's
 own ``cifar10`` builder without TensorFlow) is written once as array_record
 into a directory under ``--data_dir`` (default: under the system temp dir;
-later runs reuse it) and read through the same catalog path as the real set. The real data
-dir (``$TFDS_DATA_DIR``) is never used: a synthetic "cifar10" there would
-pass for the real one. Random access makes the read cost per batch
+later runs reuse it) and read through the same catalog path as the real
+set. The real data dir (``$TFDS_DATA_DIR``) is never used: a synthetic
+"cifar10" there would pass for the real one. Random access makes the read cost per batch
 independent of the set's size.
 
 Run: ``make bench`` or ``python -m benchmarks.train_throughput [--quick]``.
