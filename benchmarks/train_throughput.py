@@ -41,8 +41,8 @@ own ``cifar10`` builder without TensorFlow) is written once as array_record
 into a directory under ``--data_dir`` (default: under the system temp dir;
 later runs reuse it) and read through the same catalog path as the real
 set. The real data dir (``$TFDS_DATA_DIR``) is never used: a synthetic
-"cifar10" there would pass for the real one. Random access makes the read cost per batch
-independent of the set's size.
+"cifar10" there would pass for the real one. Random access makes the read
+cost per batch independent of the set's size.
 
 Run: ``make bench`` or ``python -m benchmarks.train_throughput [--quick]``.
 1.5 to 3 minutes on the shared 2-core CPU, about half of it compiling;
