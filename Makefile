@@ -60,6 +60,13 @@ $(PML_STAMP): setup.cfg pyproject.toml
 bench-pml: $(PML_STAMP)
 	$(PML_PY) -m benchmarks.compare_pml
 
+# ImageNet weights (models/pretrained.py): torchvision's and timm's ResNets
+# and ours loaded from the same safetensors file compute the same features
+# (benchmarks/README.md); torchvision and timm come with the pml extra.
+.PHONY: bench-pretrained
+bench-pretrained: $(PML_STAMP)
+	$(PML_PY) -m benchmarks.pretrained_parity
+
 # The tests that need TensorFlow (TFDS's coco builder; marked `tensorflow`,
 # they skip in .venv) run in their own venv: .venv's extras plus coco (every
 # test module must import to be selected by marker), so that .venv stays

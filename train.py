@@ -43,9 +43,25 @@ def _steps_per_epoch(dataset) -> int:
 
 def _build_model(config, objective, hparams, num_classes):
   attributes = {key: value for key, value in config.model.items()}
+  for field in models.CONFIG_ONLY_FIELDS:  # init_from: read by the run.
+    attributes.pop(field, None)
   backbone = models.get_model(
     attributes.pop('name'), bn_axis_name=steps_lib.AXIS_NAME, **attributes
   )
+  if config.model.get('init_from'):
+    if not isinstance(backbone, models.ResNet):
+      raise ValueError(
+        'config.model.init_from loads torchvision/timm ResNet weights into '
+        'resnet18, resnet50 or resnet101; received config.model.name='
+        f'{config.model.name!r}'
+      )
+    if config.input.get('normalization') is None:
+      raise ValueError(
+        'config.model.init_from is set: config.input.normalization must say '
+        "how the weights expect their input, 'imagenet' for ImageNet weights "
+        "(torchvision, timm) or 'none' for weights exported from a run of "
+        'this project; received None'
+      )
   return heads.EmbeddingModel(
     backbone=backbone, head=objective.make_head(num_classes, hparams)
   )
@@ -205,6 +221,14 @@ def _train_and_evaluate(config, workdir):
       'Resuming from the checkpoint at step %d in %s.',
       int(state.step),
       checkpointer.directory,
+    )
+  elif config.model.get('init_from'):
+    # A new run (a resumed one restores its own weights): the backbone from
+    # the file, the embedding and head freshly initialised.
+    state = models.pretrained.load_backbone(state, config.model.init_from)
+    logging.info(
+      'Backbone initialised from %s (config.model.init_from).',
+      config.model.init_from,
     )
   start_step = int(state.step)
 

@@ -20,7 +20,8 @@ Kinds (``DataSetSpec.augmentation``):
   resize-to-256 / center-crop-224 ratio. Crop and resize are one PIL
   ``resize(box=...)`` call per image; the flip is vectorised.
 
-Output values are ``pixel / max_pixel_value`` in [0, 1].
+Output values are ``pixel / max_pixel_value`` in [0, 1]; `normalize` then
+scales them as a pretrained backbone expects (``config.input.normalization``).
 """
 
 import math
@@ -33,6 +34,16 @@ CENTER_CROP_FRACTION = 0.875
 _MIN_AREA, _MAX_AREA = 0.08, 1.0
 _LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
 _CROP_ATTEMPTS = 10
+
+# config.input.normalization: None or 'none' keeps pixels in [0, 1];
+# 'imagenet' is what ImageNet-pretrained torchvision and timm models expect.
+NORMALIZATIONS = ('none', 'imagenet')
+# The per-channel (R, G, B) mean and standard deviation of ImageNet's
+# training images in [0, 1], as torchvision's and timm's ImageNet models
+# normalise their input (torchvision.transforms.Normalize in its reference
+# training scripts; timm's IMAGENET_DEFAULT_MEAN / IMAGENET_DEFAULT_STD).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def num_draws(kind: str) -> int:
@@ -197,3 +208,54 @@ def make_batch(
       f'received a batch of shape {batch.shape}'
     )
   return batch.astype(np.float32) / np.float32(max_pixel_value)
+
+
+def check_normalization(normalization: str | None) -> str:
+  """`normalization` by name ('none' for None); raises ValueError if unknown."""
+  if normalization is None:
+    return 'none'
+  if normalization not in NORMALIZATIONS:
+    raise ValueError(
+      f'config.input.normalization must be None or one of {NORMALIZATIONS}, '
+      f'received {normalization!r}'
+    )
+  return normalization
+
+
+def normalized_channels(channels: int, normalization: str | None) -> int:
+  """Channels of the images `normalize` returns for `channels` in."""
+  if check_normalization(normalization) == 'imagenet':
+    return 3
+  return channels
+
+
+def normalize(batch: np.ndarray, normalization: str | None) -> np.ndarray:
+  """Scales a float32 batch in [0, 1] as a pretrained backbone expects.
+
+  Args:
+    batch: ``[b, H, W, C]`` float32 in [0, 1] (`make_batch`'s output), C in
+      {1, 3} for 'imagenet'.
+    normalization: None or 'none' (returns `batch` as is) or 'imagenet':
+      grey images (C = 1) are repeated to 3 channels, then every channel
+      ``c`` becomes ``(x - IMAGENET_MEAN[c]) / IMAGENET_STD[c]`` (RGB).
+
+  Returns:
+    float32 ``[b, H, W, C']``.
+
+  Raises:
+    ValueError: for an unknown normalization, or 'imagenet' on images with
+      neither 1 nor 3 channels.
+  """
+  if check_normalization(normalization) == 'none':
+    return batch
+  channels = batch.shape[-1]
+  if channels == 1:
+    batch = np.repeat(batch, 3, axis=-1)
+  elif channels != 3:
+    raise ValueError(
+      "config.input.normalization='imagenet' needs RGB or grey images, "
+      f'received {channels} channels'
+    )
+  mean = np.asarray(IMAGENET_MEAN, np.float32)
+  std = np.asarray(IMAGENET_STD, np.float32)
+  return ((batch - mean) / std).astype(np.float32)

@@ -43,6 +43,13 @@ def default_input_config() -> ml_collections.ConfigDict:
   # For name='image_folder': ROOT with ROOT/train/<class>/*.png|jpg|jpeg and
   # ROOT/test/<class>/*.
   config.image_folder = ml_collections.config_dict.placeholder(str)
+  # Pixel scaling after augmentation. None or 'none': pixel / white, in
+  # [0, 1]. 'imagenet': what ImageNet-pretrained backbones expect (torchvision,
+  # timm): grey images repeated to RGB, then per channel (x - mean) / std
+  # with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
+  # A run with config.model.init_from must set it: 'imagenet' for ImageNet
+  # weights, 'none' for weights a run of this project exported.
+  config.normalization = ml_collections.config_dict.placeholder(str)
   config.num_threads = 2  # grain threads building batches ahead.
   config.prefetch = 4  # Batches grain keeps ready.
   return config

@@ -109,6 +109,7 @@ class Dataset:
     augment: bool,
     num_threads: int,
     prefetch: int,
+    normalization: str = 'none',
   ):
     self.info = info
     self.global_batch_size = sampler.batch_size
@@ -126,6 +127,13 @@ class Dataset:
     self._augment_kind = spec.augmentation if augment else 'none'
     self._num_threads = num_threads
     self._prefetch = prefetch
+    self._normalization = augment_lib.check_normalization(normalization)
+    # make_batch builds the images with their stored channels; normalize
+    # may repeat grey ones to RGB (info.image_shape is what the model sees).
+    height, width, channels = info.image_shape
+    if spec.image_shape is not None:
+      channels = spec.image_shape[-1]
+    self._decoded_shape = (height, width, channels)
 
   def _labels(
     self, view: sources_lib.SplitView, positions: np.ndarray, records
@@ -160,10 +168,11 @@ class Dataset:
     batch = augment_lib.make_batch(
       images,
       kind=self._transform_kind,
-      out_shape=self.info.image_shape,
+      out_shape=self._decoded_shape,
       max_pixel_value=self._spec.max_pixel_value,
       draws=draws,
     )
+    batch = augment_lib.normalize(batch, self._normalization)
     return batch, self._labels(view, positions, records)
 
   def global_batch_indices(self, step: int) -> np.ndarray:
@@ -273,13 +282,20 @@ class Dataset:
     return self._iterate(0, num_batches, make)
 
 
-def _output_shape(spec: catalog.DataSetSpec, image_size: int | None):
+def _output_shape(
+  spec: catalog.DataSetSpec, image_size: int | None, normalization: str
+):
   if spec.image_shape is None:
     side = image_size or catalog.DEFAULT_LARGE_IMAGE_SIZE
     return (side, side, 3)
-  if image_size is None:
-    return tuple(spec.image_shape)
-  return (image_size, image_size, spec.image_shape[-1])
+  height, width, channels = spec.image_shape
+  if image_size is not None:
+    height = width = image_size
+  return (
+    height,
+    width,
+    augment_lib.normalized_channels(channels, normalization),
+  )
 
 
 def create_dataset(
@@ -349,6 +365,7 @@ def create_dataset(
     raise ValueError(
       f'config.input.image_size must be positive or None, received {image_size}'
     )
+  normalization = augment_lib.check_normalization(config.get('normalization'))
 
   opened = sources_lib.open_set(config)
   spec = opened.spec
@@ -373,7 +390,7 @@ def create_dataset(
   info = DatasetInfo(
     name=spec.name,
     num_classes=boundary,
-    image_shape=_output_shape(spec, image_size),
+    image_shape=_output_shape(spec, image_size, normalization),
     multilabel=spec.multilabel,
     num_train_examples=len(train_view),
     num_test_examples=len(test_view),
@@ -418,4 +435,5 @@ def create_dataset(
     augment=augment,
     num_threads=int(config.get('num_threads', 2)),
     prefetch=int(config.get('prefetch', 4)),
+    normalization=normalization,
   )

@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from models import pretrained
 from models.lenet import LeNetPlusPlus, PReLU
 from models.resnet import BasicBlock, BottleneckBlock, CifarResNet, ResNet
 
@@ -36,6 +37,9 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
   'resnet50': functools.partial(
     ResNet, stage_sizes=(3, 4, 6, 3), bottleneck=True
   ),
+  'resnet101': functools.partial(
+    ResNet, stage_sizes=(3, 4, 23, 3), bottleneck=True
+  ),
 }
 
 MODEL_NAMES = tuple(sorted(_REGISTRY))
@@ -43,6 +47,10 @@ MODEL_NAMES = tuple(sorted(_REGISTRY))
 
 # Set by the training system, not by configs.
 _SET_BY_TRAINING = ('bn_axis_name',)
+
+# Fields of config.model that are not backbone attributes: the training
+# system reads them (train.py) and does not pass them to `get_model`.
+CONFIG_ONLY_FIELDS = ('init_from',)
 
 
 def get_model(name: str, **kwargs) -> nn.Module:
@@ -94,10 +102,14 @@ def _fields(name: str) -> set[str]:
 
 
 def attribute_names(name: str) -> frozenset[str]:
-  """The attributes of backbone `name` that a config may set."""
+  """The fields of ``config.model`` for backbone `name` besides ``name``.
+
+  The backbone's attributes a config may set, and `CONFIG_ONLY_FIELDS`
+  (``init_from``).
+  """
   if name not in _REGISTRY:
     get_model(name)  # Raises the error listing the valid names.
-  return frozenset(_fields(name))
+  return frozenset(_fields(name)) | frozenset(CONFIG_ONLY_FIELDS)
 
 
 def model_config(name: str) -> ml_collections.ConfigDict:
@@ -108,6 +120,15 @@ def model_config(name: str) -> ml_collections.ConfigDict:
   backbone does not have is refused by the locked config, which lists the
   valid ones. ``embedding_dim`` has no default: configs set it. Dtypes are
   given by name (``'float32'``, ``'bfloat16'``).
+
+  ``init_from`` (None by default) is the path of a safetensors file of
+  ImageNet weights in torchvision's or timm's naming (ResNets only; see
+  models/pretrained.py): a new run starts its backbone from it, every
+  convolution and BatchNorm with its running statistics; the classifier
+  ``fc`` is dropped and the embedding layer freshly initialised. A resumed
+  run restores its checkpoint instead. The input must then be scaled as
+  the weights expect: ``config.input.normalization`` (input_pipeline/
+  config.py).
   """
   if name not in _REGISTRY:
     get_model(name)
@@ -124,10 +145,12 @@ def model_config(name: str) -> ml_collections.ConfigDict:
       config[field.name] = jnp.dtype(field.default).name
     else:
       config[field.name] = field.default
+  config.init_from = ml_collections.config_dict.placeholder(str)
   return config
 
 
 __all__ = [
+  'CONFIG_ONLY_FIELDS',
   'MODEL_NAMES',
   'BasicBlock',
   'BottleneckBlock',
@@ -138,4 +161,5 @@ __all__ = [
   'attribute_names',
   'get_model',
   'model_config',
+  'pretrained',
 ]

@@ -17,6 +17,17 @@ He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016.
   "v1.5" placement of torchvision and Flax's ImageNet example, same
   parameter count as the paper's).
 
+`ResNet` computes what torchvision's and timm's ResNets compute, so that
+their ImageNet weights load into it (models/pretrained.py): symmetric
+padding everywhere (3 for the 7x7/2 stem, 1 for every 3x3 convolution,
+stride 2 included, none for the 1x1/2 projection; Flax's 'SAME' would pad a
+stride-2 layer on even sizes on the bottom/right only), a 3x3/2 max pool
+padded by 1 with -inf, BatchNorm with epsilon 1e-5 and running statistics
+decaying by 0.9 (torch's ``eps=1e-5, momentum=0.1``). One difference
+remains in training: torch updates the running variance with the unbiased
+batch variance (n / (n - 1) times Flax's); evaluation is unaffected.
+benchmarks/pretrained_parity.py measures the agreement.
+
 Both end in global average pooling and a Dense layer to `embedding_dim`
 instead of the paper's classifier; the classifier, if a loss needs one, is a
 head on top (models/heads.py). BatchNorm follows every convolution, with the
@@ -140,9 +151,14 @@ def _layers(module: nn.Module, train: bool) -> tuple[ModuleDef, ModuleDef]:
   return conv, norm
 
 
+def _pool(x: jax.Array) -> jax.Array:
+  return jnp.mean(x, axis=(1, 2))  # Global average pooling.
+
+
 def _embed(module: nn.Module, x: jax.Array) -> jax.Array:
-  x = jnp.mean(x, axis=(1, 2))  # Global average pooling.
-  return nn.Dense(module.embedding_dim, dtype=module.dtype, name='embedding')(x)
+  return nn.Dense(module.embedding_dim, dtype=module.dtype, name='embedding')(
+    _pool(x)
+  )
 
 
 class CifarResNet(nn.Module):
@@ -214,7 +230,8 @@ class ResNet(nn.Module):
     stage_filters: filters of each stage (of the 3x3 convolutions).
     bn_axis_name: axis name over which BatchNorm averages batch statistics
       in training (pmap's axis name for cross-device BatchNorm), or None.
-    bn_momentum: decay of the running statistics.
+    bn_momentum: decay of the running statistics (0.9 is torch's
+      ``momentum=0.1``).
     dtype: computation dtype (parameters stay float32).
   """
 
@@ -227,7 +244,9 @@ class ResNet(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, images: ArrayLike, *, train: bool) -> jax.Array:
+  def __call__(
+    self, images: ArrayLike, *, train: bool, return_pooled: bool = False
+  ) -> jax.Array:
     """Embeds a batch of images.
 
     Args:
@@ -235,9 +254,15 @@ class ResNet(nn.Module):
         size >= 1x1 works (stride-2 layers give ceil(n / 2)); at 32x32 the
         last stage is 1x1.
       train: use and update batch statistics (True) or the running ones.
+      return_pooled: return the globally average-pooled features of the
+        last stage instead of the embedding: ``[batch, C]`` with C the last
+        stage's output channels (512 for ResNet-18, 2048 for ResNet-50),
+        what torchvision's and timm's ResNets feed their classifier ``fc``.
+        The embedding layer is not used (nor created at init).
 
     Returns:
-      ``[batch, embedding_dim]`` embeddings in `dtype`.
+      ``[batch, embedding_dim]`` embeddings in `dtype`, or the pooled
+      features with `return_pooled`.
     """
     _common.check_embedding_dim(self.embedding_dim)
     _common.check_images(images)
@@ -265,4 +290,6 @@ class ResNet(nn.Module):
           x = BottleneckBlock(filters, strides, conv, norm, name=name)(x)
         else:
           x = BasicBlock(filters, strides, conv, norm, name=name)(x)
+    if return_pooled:
+      return _pool(x)
     return _embed(self, x)

@@ -33,8 +33,15 @@ _IDENTITY_FIELDS = (
   'input.name',
   'input.class_disjoint',
   'input.image_size',
+  'input.normalization',
   'optimizer.name',
 )
+# Parts of the fields above that are not identity: where a new run's
+# weights came from (a resumed run restores its own; the file may be gone).
+_NOT_IDENTITY = {'model': ('init_from',)}
+# Values that mean the same as None, the value of checkpoints written
+# before the field existed: pixels in [0, 1].
+_SAME_AS_NONE = {'input.normalization': ('none',)}
 
 
 def _lookup(config: ml_collections.ConfigDict, dotted: str) -> Any:
@@ -42,7 +49,11 @@ def _lookup(config: ml_collections.ConfigDict, dotted: str) -> Any:
   for key in dotted.split('.'):
     value = value.get(key) if hasattr(value, 'get') else None
   if isinstance(value, ml_collections.ConfigDict):
-    return value.to_dict()
+    value = value.to_dict()
+    for key in _NOT_IDENTITY.get(dotted, ()):
+      value.pop(key, None)
+  if value in _SAME_AS_NONE.get(dotted, ()):
+    return None
   return value
 
 

@@ -170,11 +170,17 @@ def test_deeper_cifar_resnets_match_the_paper(name, want_millions):
 
 
 @pytest.mark.parametrize(
-  'name,want', [('resnet18', 11_689_512), ('resnet50', 25_557_032)]
+  'name,want',
+  [
+    ('resnet18', 11_689_512),
+    ('resnet50', 25_557_032),
+    ('resnet101', 44_549_160),
+  ],
 )
 def test_imagenet_resnet_parameter_counts(name, want):
-  # The usual counts of ResNet-18/50 with a 1000-way classifier (weights,
-  # biases, BatchNorm scales and offsets), e.g. torchvision's.
+  # The usual counts of ResNet-18/50/101 with a 1000-way classifier
+  # (weights, biases, BatchNorm scales and offsets): torchvision's model
+  # documentation gives these numbers.
   model = models.get_model(name, embedding_dim=1000)
   variables = _abstract_variables(model, (1, 224, 224, 3))
   assert _count(variables['params']) == want
@@ -307,6 +313,7 @@ def test_registry_names():
     'cifar_resnet32',
     'cifar_resnet56',
     'lenet',
+    'resnet101',
     'resnet18',
     'resnet50',
   )
@@ -336,3 +343,31 @@ def test_bad_image_rank():
   model = models.get_model('lenet', embedding_dim=2)
   with pytest.raises(ValueError, match=r'`images`.*\(8, 8, 1\)'):
     _abstract_variables(model, (8, 8, 1))
+
+
+def test_model_config_has_init_from_but_the_backbone_does_not():
+  config = models.model_config('resnet50')
+  assert config.init_from is None
+  config.init_from = '/weights/resnet50.safetensors'  # A str placeholder.
+  assert 'init_from' in models.attribute_names('resnet50')
+  with pytest.raises(ValueError, match='no attribute init_from'):
+    models.get_model('resnet50', embedding_dim=2, init_from='x')
+
+
+def test_pooled_features_are_the_embedding_input():
+  model = models.ResNet(
+    embedding_dim=3, stage_sizes=(1, 1), stage_filters=(2, 4)
+  )
+  variables = _random_variables(model, (2, 9, 9, 3))
+  images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 9, 3)))
+  pooled, embeddings = jax.jit(
+    lambda v, x: (
+      model.apply(v, x, train=False, return_pooled=True),
+      model.apply(v, x, train=False),
+    )
+  )(variables, images)
+  assert pooled.shape == (2, 4)
+  dense = variables['params']['embedding']
+  np.testing.assert_allclose(
+    embeddings, pooled @ dense['kernel'] + dense['bias'], rtol=1e-5, atol=1e-6
+  )
