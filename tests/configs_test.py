@@ -167,6 +167,6 @@ def test_command_line_names_valid_backbone_attributes():
     _parse(*argv)
   assert train.unknown_override_message(argv) == (
     '--config.model.stage_filterz: config.model has no field '
-    "'stage_filterz'; its fields: bn_momentum, dtype, embedding_dim, name, "
-    'stage_filters'
+    "'stage_filterz'; its fields: bn_momentum, dtype, embedding_dim, "
+    'init_from, name, stage_filters'
   )
