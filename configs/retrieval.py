@@ -11,8 +11,13 @@ the classes, report Recall@K, MAP@R and NMI on the rest. ResNet-50 with a
   python train.py --config=configs/retrieval.py:vmf \
     --config.input.name=cars196 --workdir=runs/cars_vmf
 
-Note: the backbone starts from scratch; the papers fine-tune ImageNet
-weights, so absolute numbers are not comparable without them.
+The backbone starts from scratch unless given ImageNet weights, as the papers
+fine-tune (README, "Pretrained backbones"):
+
+  --config.model.init_from=resnet50.safetensors \
+    --config.input.normalization=imagenet
+
+Without them absolute numbers are not comparable with the papers'.
 """
 
 import ml_collections
