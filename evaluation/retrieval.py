@@ -19,7 +19,9 @@ Memory: queries are processed ``chunk_size`` rows at a time. Each chunk
 builds one ``[chunk_size, n_ref]`` score block by matrix product and keeps
 only its top k neighbours, with k = max(max(ks), max R), so 100k queries never
 need an ``[n, n]`` matrix. The work runs in JAX (on the default device: the
-accelerator when there is one), compiled once per (k, chunk shape).
+accelerator when there is one), compiled once per (k, chunk shape). The
+search itself is public as `top_k_neighbours` (the neighbours and their
+scores), for searching with the features beyond the metrics.
 """
 
 import functools
@@ -84,6 +86,82 @@ def _same_label_counts(
   return reference_counts[query_codes] - int(exclude_self)
 
 
+def _chunk_top_k(
+  queries: jax.Array,
+  references: jax.Array,
+  start: jax.Array,
+  *,
+  chunk_size: int,
+  k: int,
+  metric: str,
+  exclude_self: bool,
+) -> tuple[jax.Array, jax.Array]:
+  """The k best references of query rows ``[start, start + chunk_size)``.
+
+  The one neighbour search of this module: `top_k_neighbours` returns it,
+  `retrieval_metrics` scores it. Traced inside their compiled functions.
+
+  Args:
+    queries: ``[n_padded, dim]`` queries (normalised for cosine), padded to
+      a multiple of `chunk_size`.
+    references: ``[n_ref, dim]`` references (normalised for cosine).
+    start: scalar int, the first query row of this chunk.
+    chunk_size: rows per chunk.
+    k: neighbours retrieved per query.
+    metric: ``'cosine'`` or ``'euclidean'``.
+    exclude_self: whether query row i is reference row i and must be
+      skipped.
+
+  Returns:
+    ``(scores, neighbours)``, each ``[chunk_size, k]``, best first: the
+    ranking scores (cosine similarity; for Euclidean ``2 q.x - |x|^2``,
+    which is ``-|q - x|^2`` up to the per-query constant ``|q|^2``) and the
+    reference rows.
+  """
+  chunk = jax.lax.dynamic_slice_in_dim(queries, start, chunk_size)
+  scores = chunk @ references.T
+  if metric == 'euclidean':
+    # -|q - x|^2 up to the per-query constant -|q|^2, which cannot change a
+    # query's ranking.
+    squared_norms = jnp.sum(references * references, axis=-1)
+    scores = 2.0 * scores - squared_norms[None, :]
+  if exclude_self:
+    rows = jnp.arange(chunk_size)
+    # Padding rows point past the last reference; 'drop' ignores them.
+    scores = scores.at[rows, start + rows].set(-jnp.inf, mode='drop')
+  return jax.lax.top_k(scores, k)
+
+
+@functools.partial(
+  jax.jit, static_argnames=('chunk_size', 'k', 'metric', 'exclude_self')
+)
+def _chunk_neighbours(
+  queries: jax.Array,
+  references: jax.Array,
+  start: jax.Array,
+  *,
+  chunk_size: int,
+  k: int,
+  metric: str,
+  exclude_self: bool,
+) -> tuple[jax.Array, jax.Array]:
+  """`_chunk_top_k` with Euclidean scores made ``-|q - x|^2``."""
+  scores, neighbours = _chunk_top_k(
+    queries,
+    references,
+    start,
+    chunk_size=chunk_size,
+    k=k,
+    metric=metric,
+    exclude_self=exclude_self,
+  )
+  if metric == 'euclidean':
+    # Added after the ranking, so that rounding cannot reorder near ties.
+    chunk = jax.lax.dynamic_slice_in_dim(queries, start, chunk_size)
+    scores = scores - jnp.sum(chunk * chunk, axis=-1, keepdims=True)
+  return scores, neighbours
+
+
 @functools.partial(
   jax.jit,
   static_argnames=('chunk_size', 'k', 'ks', 'metric', 'exclude_self'),
@@ -124,27 +202,24 @@ def _chunk_metrics(
     (a correct neighbour among the first K), ``[chunk_size]`` and
     ``[chunk_size]`` floats.
   """
-  chunk = jax.lax.dynamic_slice_in_dim(queries, start, chunk_size)
   codes = jax.lax.dynamic_slice_in_dim(query_codes, start, chunk_size)
   r = jax.lax.dynamic_slice_in_dim(same_label_counts, start, chunk_size)
-  scores = chunk @ references.T
-  if metric == 'euclidean':
-    # -|q - x|^2 up to the per-query constant -|q|^2, which cannot change a
-    # query's ranking.
-    squared_norms = jnp.sum(references * references, axis=-1)
-    scores = 2.0 * scores - squared_norms[None, :]
-  if exclude_self:
-    rows = jnp.arange(chunk_size)
-    # Padding rows point past the last reference; 'drop' ignores them.
-    scores = scores.at[rows, start + rows].set(-jnp.inf, mode='drop')
-  _, neighbours = jax.lax.top_k(scores, k)
+  _, neighbours = _chunk_top_k(
+    queries,
+    references,
+    start,
+    chunk_size=chunk_size,
+    k=k,
+    metric=metric,
+    exclude_self=exclude_self,
+  )
   relevant = reference_codes[neighbours] == codes[:, None]  # [chunk, k]
   hits = jnp.stack(
     [jnp.any(relevant[:, :cutoff], axis=1) for cutoff in ks], axis=1
   )
   ranks = jnp.arange(1, k + 1)
   relevant_within_r = relevant & (ranks[None, :] <= r[:, None])
-  safe_r = jnp.maximum(r, 1).astype(scores.dtype)
+  safe_r = jnp.maximum(r, 1).astype(queries.dtype)
   r_precision = jnp.sum(relevant_within_r, axis=1) / safe_r
   precision_at_rank = jnp.cumsum(relevant, axis=1) / ranks[None, :]
   map_at_r = (
@@ -152,6 +227,135 @@ def _chunk_metrics(
     / safe_r
   )
   return hits, r_precision, map_at_r
+
+
+def _prepared(
+  queries: Any,
+  references: Any | None,
+  metric: str,
+  chunk_size: int,
+) -> tuple[jax.Array, jax.Array, int, int]:
+  """Queries and references as the chunk functions take them.
+
+  Args:
+    queries: ``[n, dim]`` floating queries.
+    references: ``[m, dim]`` floating references, or None when the queries
+      are their own references.
+    metric: ``'cosine'`` (both sides L2-normalised) or ``'euclidean'``.
+    chunk_size: the requested rows per chunk.
+
+  Returns:
+    ``(queries, references, chunk_size, padding)``: the queries padded with
+    `padding` zero rows to a multiple of the chunk size actually used.
+  """
+  num_queries = np.shape(queries)[0]
+  dtype = jax.dtypes.canonicalize_dtype(
+    np.promote_types(
+      np.result_type(
+        np.asarray(queries),
+        *(() if references is None else (np.asarray(references),)),
+      ),
+      np.float32,
+    )
+  )
+  query_array = jnp.asarray(queries, dtype)
+  reference_array = (
+    query_array if references is None else jnp.asarray(references, dtype)
+  )
+  if metric == 'cosine':
+    query_array = losses.l2_normalize(query_array)
+    reference_array = (
+      query_array
+      if references is None
+      else losses.l2_normalize(reference_array)
+    )
+  # One chunk shape for every chunk (the last one padded) compiles once;
+  # small query sets are not padded up to the default chunk size.
+  chunk_size = min(chunk_size, num_queries)
+  padding = -num_queries % chunk_size
+  query_array = jnp.pad(query_array, ((0, padding), (0, 0)))
+  return query_array, reference_array, chunk_size, padding
+
+
+def top_k_neighbours(
+  queries: Any,
+  references: Any = None,
+  *,
+  k: int,
+  metric: str = 'cosine',
+  chunk_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Exact k nearest references of every query, best first.
+
+  The search `retrieval_metrics` scores, on its own: queries go through
+  ``chunk_size`` rows at a time against all references (memory
+  ``O(chunk_size * m)``), compiled once per (k, chunk shape).
+
+  Args:
+    queries: ``[n, dim]`` floating queries.
+    references: ``[m, dim]`` floating references; None: the queries
+      themselves, each query's own row excluded.
+    k: neighbours per query, at most the references available.
+    metric: ``'cosine'`` or ``'euclidean'``.
+    chunk_size: queries per score block.
+
+  Returns:
+    ``(scores, indices)``, each ``[n, k]``: cosine similarities (for
+    ``'euclidean'``: negated squared distances, so higher is nearer in both)
+    in the dtype of the inputs (at least float32), and int32 reference rows.
+    Ties go to the lower reference row (`jax.lax.top_k`).
+
+  Raises:
+    ValueError: on wrong ranks, dims that differ, empty inputs, an unknown
+      `metric`, or k outside [1, available references].
+    TypeError: on non-floating inputs or a non-int `k` / `chunk_size`.
+  """
+  checks.check_rank(queries, 2, 'queries', '[n, dim]')
+  checks.check_floating(queries, 'queries')
+  checks.check_choice(metric, 'metric', _METRICS)
+  checks.check_positive_int(k, 'k')
+  checks.check_positive_int(chunk_size, 'chunk_size')
+  exclude_self = references is None
+  if not exclude_self:
+    checks.check_rank(references, 2, 'references', '[m, dim]')
+    checks.check_floating(references, 'references')
+    checks.check_dim(
+      np.shape(references)[1],
+      np.shape(queries)[1],
+      'references',
+      1,
+      'dim of `queries`',
+    )
+  num_queries = np.shape(queries)[0]
+  if num_queries == 0:
+    raise ValueError('`queries` must hold at least one row')
+  available = num_queries - 1 if exclude_self else np.shape(references)[0]
+  if k > available:
+    raise ValueError(
+      f'`k` must be at most the {available} references available'
+      + (' (the queries less the self-match)' if exclude_self else '')
+      + f', received {k}'
+    )
+  query_array, reference_array, chunk_size, padding = _prepared(
+    queries, references, metric, chunk_size
+  )
+  scores, indices = [], []
+  for start in range(0, num_queries + padding, chunk_size):
+    chunk_scores, chunk_indices = _chunk_neighbours(
+      query_array,
+      reference_array,
+      jnp.asarray(start, jnp.int32),
+      chunk_size=chunk_size,
+      k=k,
+      metric=metric,
+      exclude_self=exclude_self,
+    )
+    scores.append(np.asarray(chunk_scores))
+    indices.append(np.asarray(chunk_indices))
+  return (
+    np.concatenate(scores)[:num_queries],
+    np.concatenate(indices)[:num_queries],
+  )
 
 
 def kmeans_nmi(
@@ -310,24 +514,12 @@ def retrieval_metrics(
   included = r > 0
   k = min(max(max(ks), int(r.max())), available)
 
-  dtype = jax.dtypes.canonicalize_dtype(
-    np.promote_types(
-      np.result_type(np.asarray(embeddings), np.asarray(reference_embeddings)),
-      np.float32,
-    )
+  queries, references, chunk_size, padding = _prepared(
+    embeddings,
+    None if exclude_self else reference_embeddings,
+    metric,
+    chunk_size,
   )
-  queries = jnp.asarray(embeddings, dtype)
-  references = (
-    queries if exclude_self else jnp.asarray(reference_embeddings, dtype)
-  )
-  if metric == 'cosine':
-    queries = losses.l2_normalize(queries)
-    references = queries if exclude_self else losses.l2_normalize(references)
-  # One chunk shape for every chunk (the last one padded) compiles once;
-  # small query sets are not padded up to the default chunk size.
-  chunk_size = min(chunk_size, num_queries)
-  padding = -num_queries % chunk_size
-  queries = jnp.pad(queries, ((0, padding), (0, 0)))
   padded_codes = jnp.asarray(np.pad(query_codes, (0, padding)), jnp.int32)
   padded_r = jnp.asarray(np.pad(r, (0, padding)), jnp.int32)
   reference_codes = jnp.asarray(reference_codes, jnp.int32)
