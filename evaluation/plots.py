@@ -1,4 +1,4 @@
-"""PNG figures of feature spaces and of per-class geometry.
+"""PNG figures of feature spaces, per-class geometry and retrieval results.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so nothing
 opens a window, no global backend is switched and no figure outlives its
@@ -123,13 +123,21 @@ def _scatter(axes, embeddings, labels, class_names, colours, classes, title):
   return handles
 
 
-def _save(fig: mpl_figure.Figure, path: str | os.PathLike) -> str:
+def _save(
+  fig: mpl_figure.Figure,
+  path: str | os.PathLike,
+  *,
+  dpi: int = _DPI,
+  tight: bool = True,
+) -> str:
   path = os.fspath(path)
   directory = os.path.dirname(path)
   if directory:
     os.makedirs(directory, exist_ok=True)
   backend_agg.FigureCanvasAgg(fig)
-  fig.savefig(path, format='png', dpi=_DPI, bbox_inches='tight')
+  fig.savefig(
+    path, format='png', dpi=dpi, bbox_inches='tight' if tight else None
+  )
   return path
 
 
@@ -348,3 +356,161 @@ def plot_feature_grid(
       frameon=False,
     )
   return _save(fig, path)
+
+
+# The retrieval grid's cells, in pixels: the image square plus a caption.
+RETRIEVAL_CELL_WIDTH = 96
+RETRIEVAL_CELL_HEIGHT = 120
+RETRIEVAL_TITLE_HEIGHT = 32
+_RETRIEVAL_DPI = 96
+_IMAGE_MARGIN = 8
+_CORRECT, _WRONG, _UNKNOWN, _QUERY = '#1a9641', '#d7191c', '#999999', 'black'
+
+
+def _check_images(images: Any, name: str, leading: str) -> np.ndarray:
+  ndim = len(leading.split(','))
+  checks.check_rank(images, ndim + 3, name, f'[{leading}, H, W, C]')
+  images = np.asarray(images)
+  if images.shape[-1] not in (1, 3):
+    raise ValueError(
+      f'`{name}` must have 1 (grey) or 3 (RGB) channels, received shape '
+      f'{images.shape}'
+    )
+  return images
+
+
+def _short(text: Any, length: int = 14) -> str:
+  """`text` cut to `length` characters, so captions fit their cell."""
+  text = str(text)
+  return text if len(text) <= length else text[: length - 1] + '…'
+
+
+def _show(axes, image: np.ndarray, frame: str, caption: str) -> None:
+  """One framed image with its caption above it."""
+  image = np.asarray(image, np.float32)
+  if image.shape[-1] == 1:
+    axes.imshow(
+      image[..., 0], cmap='gray', vmin=0.0, vmax=1.0, interpolation='nearest'
+    )
+  else:
+    axes.imshow(np.clip(image, 0.0, 1.0), interpolation='nearest')
+  axes.set_xticks([])
+  axes.set_yticks([])
+  for spine in axes.spines.values():
+    spine.set_edgecolor(frame)
+    spine.set_linewidth(3.0)
+  axes.set_title(caption, fontsize=6.5, pad=2.0, color=frame)
+
+
+def plot_retrieval(
+  query_images: Any,
+  neighbour_images: Any,
+  path: str | os.PathLike,
+  *,
+  scores: Any = None,
+  correct: Any = None,
+  query_captions: Sequence[str] | None = None,
+  neighbour_captions: Sequence[Sequence[str]] | None = None,
+  title: str | None = None,
+) -> str:
+  """A grid of retrieval results: each row a query and its k neighbours.
+
+  Every neighbour is framed green when it is a correct answer, red when it
+  is not, grey when that is unknown (no labels); the query is framed black.
+  The PNG has a fixed size: ``(k + 1) * RETRIEVAL_CELL_WIDTH`` pixels wide
+  and ``q * RETRIEVAL_CELL_HEIGHT`` high, plus ``RETRIEVAL_TITLE_HEIGHT``
+  with a `title`.
+
+  Args:
+    query_images: ``[q, H, W, C]`` images with values in [0, 1], C 1 (grey)
+      or 3 (RGB).
+    neighbour_images: ``[q, k, H', W', C']`` the neighbours' images, best
+      first.
+    path: the PNG file to write (parent folders are created).
+    scores: optional ``[q, k]`` similarities, printed under the captions.
+    correct: optional ``[q, k]`` booleans: whether each neighbour is a
+      correct answer (e.g. shares the query's label).
+    query_captions: optional ``q`` captions (e.g. the query's class).
+    neighbour_captions: optional ``[q][k]`` captions.
+    title: optional title over the grid.
+
+  Returns:
+    `path`, as a string.
+
+  Raises:
+    ValueError: on wrong ranks, channel counts or shapes that disagree.
+  """
+  queries = _check_images(query_images, 'query_images', 'q')
+  neighbours = _check_images(neighbour_images, 'neighbour_images', 'q, k')
+  num_queries, k = neighbours.shape[:2]
+  checks.check_dim(
+    queries.shape[0], num_queries, 'query_images', 0, 'queries of neighbours'
+  )
+  if num_queries == 0 or k == 0:
+    raise ValueError(
+      f'`neighbour_images` must hold at least one query and one neighbour, '
+      f'received shape {neighbours.shape}'
+    )
+  for name, value in (('scores', scores), ('correct', correct)):
+    if value is not None and np.shape(value) != (num_queries, k):
+      raise ValueError(
+        f'`{name}` must have shape {(num_queries, k)} (queries, neighbours), '
+        f'received {np.shape(value)}'
+      )
+  if query_captions is not None and len(query_captions) != num_queries:
+    raise ValueError(
+      f'`query_captions` must hold {num_queries} captions, received '
+      f'{len(query_captions)}'
+    )
+  if neighbour_captions is not None and (
+    len(neighbour_captions) != num_queries
+    or any(len(row) != k for row in neighbour_captions)
+  ):
+    raise ValueError(
+      f'`neighbour_captions` must hold {num_queries} rows of {k} captions'
+    )
+  title_height = RETRIEVAL_TITLE_HEIGHT if title else 0
+  width = (k + 1) * RETRIEVAL_CELL_WIDTH
+  height = num_queries * RETRIEVAL_CELL_HEIGHT + title_height
+  fig = mpl_figure.Figure(
+    figsize=(width / _RETRIEVAL_DPI, height / _RETRIEVAL_DPI)
+  )
+  side = RETRIEVAL_CELL_WIDTH - 2 * _IMAGE_MARGIN
+  for row in range(num_queries):
+    # The image sits at the bottom of its cell, its caption above it.
+    bottom = (num_queries - 1 - row) * RETRIEVAL_CELL_HEIGHT + _IMAGE_MARGIN
+    for column in range(k + 1):
+      axes = fig.add_axes(
+        (
+          (column * RETRIEVAL_CELL_WIDTH + _IMAGE_MARGIN) / width,
+          bottom / height,
+          side / width,
+          side / height,
+        )
+      )
+      if column == 0:
+        caption = 'query'
+        if query_captions is not None:
+          caption += f'\n{_short(query_captions[row])}'
+        _show(axes, queries[row], _QUERY, caption)
+        continue
+      rank = column - 1
+      caption = f'#{rank + 1}'
+      if neighbour_captions is not None:
+        caption += f': {_short(neighbour_captions[row][rank])}'
+      if scores is not None:
+        caption += f'\n{float(np.asarray(scores)[row, rank]):.3f}'
+      frame = _UNKNOWN
+      if correct is not None:
+        frame = _CORRECT if np.asarray(correct)[row, rank] else _WRONG
+      _show(axes, neighbours[row, rank], frame, caption)
+  if title:
+    fig.text(
+      0.5,
+      1.0 - (title_height / 2) / height,
+      title,
+      ha='center',
+      va='center',
+      fontsize=9,
+    )
+  return _save(fig, path, dpi=_RETRIEVAL_DPI, tight=False)

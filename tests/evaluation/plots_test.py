@@ -126,3 +126,50 @@ def test_plot_class_geometry_and_grid_reject_bad_input(tmp_path):
     evaluation.plot_feature_grid([], tmp_path / 'x.png')
   with pytest.raises(ValueError, match='panels'):
     evaluation.plot_feature_grid([('a', np.zeros((3, 2)))], tmp_path / 'x.png')
+
+
+def test_plot_retrieval_writes_a_png_of_the_grid_size(tmp_path):
+  rng = np.random.default_rng(0)
+  num_queries, k = 3, 4
+  path = evaluation.plots.plot_retrieval(
+    rng.random((num_queries, 8, 8, 1)),
+    rng.random((num_queries, k, 12, 10, 3)),
+    tmp_path / 'retrieval.png',
+    scores=rng.random((num_queries, k)),
+    correct=rng.random((num_queries, k)) > 0.5,
+    query_captions=['a', 'b', 'c'],
+    neighbour_captions=[['a'] * k] * num_queries,
+    title='retrieval',
+  )
+  _assert_png(path)
+  pixels = mpl_image.imread(path)
+  assert pixels.shape[:2] == (
+    num_queries * evaluation.plots.RETRIEVAL_CELL_HEIGHT
+    + evaluation.plots.RETRIEVAL_TITLE_HEIGHT,
+    (k + 1) * evaluation.plots.RETRIEVAL_CELL_WIDTH,
+  )
+  # Without labels, scores or title: grey frames, no title band.
+  untitled = evaluation.plots.plot_retrieval(
+    rng.random((1, 8, 8, 3)), rng.random((1, 2, 8, 8, 3)), tmp_path / 'u.png'
+  )
+  assert mpl_image.imread(untitled).shape[:2] == (
+    evaluation.plots.RETRIEVAL_CELL_HEIGHT,
+    3 * evaluation.plots.RETRIEVAL_CELL_WIDTH,
+  )
+
+
+def test_plot_retrieval_checks_its_arguments(tmp_path):
+  queries = np.zeros((2, 8, 8, 1))
+  neighbours = np.zeros((2, 3, 8, 8, 1))
+  with pytest.raises(ValueError, match='channels'):
+    evaluation.plots.plot_retrieval(
+      np.zeros((2, 8, 8, 2)), neighbours, tmp_path / 'x.png'
+    )
+  with pytest.raises(ValueError, match=r'`scores` must have shape \(2, 3\)'):
+    evaluation.plots.plot_retrieval(
+      queries, neighbours, tmp_path / 'x.png', scores=np.zeros((2, 2))
+    )
+  with pytest.raises(ValueError, match='`query_captions` must hold 2'):
+    evaluation.plots.plot_retrieval(
+      queries, neighbours, tmp_path / 'x.png', query_captions=['a']
+    )
