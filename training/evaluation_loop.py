@@ -16,6 +16,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 import evaluation
+from inference import picture
 from training import steps as steps_lib
 
 
@@ -80,7 +81,8 @@ def evaluate(
     config: the experiment config.
     final: also compute the end-of-run extras (nearest-class-mean accuracy
       from the training split) and write the test features
-      (``test_features.npz``) and plots to `workdir`.
+      (``test_features.npz``) and plots to `workdir` (class-disjoint runs:
+      also ``retrieval.png``, test queries and their neighbours).
     workdir: where features and plots go.
 
   Returns:
@@ -135,6 +137,21 @@ def evaluate(
       title=f'{config.loss.name}: per-class compactness / separability',
       class_names=names,
     )
+    # What retrieval among unseen classes looks like: queries and their
+    # nearest test images, right or wrong. The images are read from this
+    # process's shard of the split, the whole split in a 1-process run.
+    if config.input.class_disjoint and jax.process_count() == 1:
+      picture.write_split_retrieval(
+        os.path.join(workdir, 'retrieval.png'),
+        embeddings,
+        labels,
+        dataset=dataset,
+        split='test',
+        batch_size=config.eval_batch_size,
+        class_names=dataset.info.test_class_names,
+        title=f'{config.loss.name} on {config.input.name}: unseen classes',
+        seed=config.seed,
+      )
   return results
 
 
