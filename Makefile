@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= test,bench
+EXTRAS ?= test,bench,ann
 
 .PHONY: install test test-coco lint format train bench bench-pml compare clean
 
