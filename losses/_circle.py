@@ -135,6 +135,7 @@ def circle_loss_pairwise(
   reference_embeddings: ArrayLike | None = None,
   reference_labels: ArrayLike | None = None,
   anchor_indices: ArrayLike | None = None,
+  reference_mask: ArrayLike | None = None,
   block_size: int | None = None,
 ) -> jax.Array:
   r"""Circle loss with pair-wise labels, per anchor.
@@ -191,6 +192,9 @@ def circle_loss_pairwise(
       reference set (never a positive), negative for none. Defaults to the
       identity for the batch itself and to "none" for an explicit reference
       set.
+    reference_mask: ``[num_reference]`` bool, or None (every row counts):
+      rows where it is False are neither positives nor negatives, e.g. the
+      unwritten rows of a memory of earlier embeddings.
     block_size: anchors per block. With a value below ``batch`` neither the
       forward nor the backward pass holds a ``[batch, num_reference]``
       matrix, only ``[block_size, num_reference]`` ones (and one extra
@@ -227,6 +231,9 @@ def circle_loss_pairwise(
   x, y, reference, reference_labels, own_rows = _pairwise.resolve_reference(
     embeddings, labels, reference_embeddings, reference_labels, anchor_indices
   )
+  reference_mask = _pairwise.resolve_reference_mask(
+    reference_mask, reference.shape[0]
+  )
   x = _pairwise.l2_normalize(x)
   # One normalisation for both roles when the reference is the batch, so
   # the two gradient paths meet on the same array.
@@ -236,7 +243,14 @@ def circle_loss_pairwise(
 
   def row_losses(x_rows, y_rows, own):
     return _circle_rows(
-      x_rows, reference, y_rows, reference_labels, own, margin, gamma
+      x_rows,
+      reference,
+      y_rows,
+      reference_labels,
+      own,
+      reference_mask,
+      margin,
+      gamma,
     )
 
   return _pairwise.map_row_blocks(
@@ -244,7 +258,9 @@ def circle_loss_pairwise(
   )
 
 
-def _circle_terms(x_rows, reference, y_rows, reference_labels, own, m, gamma):
+def _circle_terms(
+  x_rows, reference, y_rows, reference_labels, own, reference_mask, m, gamma
+):
   """Per-row losses and the ``[rows, num_reference]`` pieces of the slope.
 
   Returns:
@@ -256,6 +272,8 @@ def _circle_terms(x_rows, reference, y_rows, reference_labels, own, m, gamma):
   cosines = jnp.matmul(x_rows, reference.T)
   same_class = y_rows[:, None] == reference_labels[None, :]
   keep = _pairwise.not_self_mask(own, reference.shape[0])
+  if reference_mask is not None:
+    keep = keep & reference_mask[None, :]
   positive = same_class & keep
   negative = keep & ~same_class
   alphas = jax.nn.relu(jnp.where(same_class, 1.0 + m - cosines, cosines + m))
@@ -314,16 +332,18 @@ def _circle_terms(x_rows, reference, y_rows, reference_labels, own, m, gamma):
 # the rule keeps one [rows, num_reference] residual (the slopes) where
 # autodiff of the masked max / exp / log chain keeps several.
 @jax.custom_jvp
-def _circle_rows(x_rows, reference, y_rows, reference_labels, own, m, gamma):
+def _circle_rows(
+  x_rows, reference, y_rows, reference_labels, own, reference_mask, m, gamma
+):
   """``[rows]`` losses of unit anchors `x_rows` against unit `reference`."""
   return _circle_terms(
-    x_rows, reference, y_rows, reference_labels, own, m, gamma
+    x_rows, reference, y_rows, reference_labels, own, reference_mask, m, gamma
   )[0]
 
 
 def _circle_rows_jvp(primals, tangents):
-  x_rows, reference, y_rows, reference_labels, own, m, gamma = primals
-  dx_rows, dreference, _, _, _, dm, dgamma = tangents
+  x_rows, reference, _, _, _, _, m, gamma = primals
+  dx_rows, dreference, _, _, _, _, dm, dgamma = tangents
   losses, same_class, alphas, unscaled_logits, weights = _circle_terms(*primals)
   tangent = jnp.zeros_like(losses)
   if not (_is_zero(dx_rows) and _is_zero(dreference)):

@@ -37,6 +37,7 @@ def distance_matrix_loss(
   reference_embeddings: ArrayLike | None = None,
   reference_labels: ArrayLike | None = None,
   anchor_indices: ArrayLike | None = None,
+  reference_mask: ArrayLike | None = None,
   block_size: int | None = None,
 ) -> jax.Array:
   r"""Per-anchor LDMAT loss: feature distances regressed on label distances.
@@ -121,6 +122,10 @@ def distance_matrix_loss(
       reference set (excluded from its row), negative for none. Defaults to
       the identity for the batch itself and to "none" for an explicit
       reference set.
+    reference_mask: ``[num_reference]`` bool, or None (every row counts):
+      rows where it is False are left out of every anchor's row, sum and
+      count :math:`|J_i|` alike, e.g. the unwritten rows of a memory of
+      earlier embeddings.
     block_size: rows per block; with a value below ``batch`` neither the
       forward nor the backward pass holds a ``[batch, num_reference]``
       matrix (see `map_row_blocks`). None: all rows at once.
@@ -168,6 +173,7 @@ def distance_matrix_loss(
   x, y, ref, ref_labels, anchor_indices = _pairwise.resolve_reference(
     embeddings, labels, reference_embeddings, reference_labels, anchor_indices
   )
+  ref_mask = _pairwise.resolve_reference_mask(reference_mask, ref.shape[0])
   if normalize or distance == 'cosine':
     x = _pairwise.l2_normalize(x)
     # One normalisation for both roles when the reference is the batch, so
@@ -181,7 +187,14 @@ def distance_matrix_loss(
 
   def row_losses(x_rows, y_rows, own_rows):
     return _row_losses(
-      distance, x_rows, ref, y_rows, ref_labels, own_rows, *hyperparameters
+      distance,
+      x_rows,
+      ref,
+      y_rows,
+      ref_labels,
+      own_rows,
+      ref_mask,
+      *hyperparameters,
     )
 
   return _pairwise.map_row_blocks(
@@ -190,7 +203,16 @@ def distance_matrix_loss(
 
 
 def _pair_terms(
-  distance, x_rows, ref, y_rows, ref_labels, own_rows, intra, inter, relax
+  distance,
+  x_rows,
+  ref,
+  y_rows,
+  ref_labels,
+  own_rows,
+  ref_mask,
+  intra,
+  inter,
+  relax,
 ):
   """The ``[rows, num_reference]`` quantities the value and tangent share.
 
@@ -221,10 +243,15 @@ def _pair_terms(
   error = features - jnp.where(same_class, intra, inter)
   excess = jnp.maximum(jnp.abs(error) - relax, 0.0)
   keep = _pairwise.not_self_mask(own_rows, num_reference)
-  signed_excess = jnp.where(keep, jnp.where(error >= 0, excess, -excess), 0.0)
   # Own copies are counted, not summed from the mask: O(rows), not O(n^2).
   has_copy = (own_rows >= 0) & (own_rows < num_reference)
-  count = jnp.maximum(num_reference - has_copy.astype(x_rows.dtype), 1.0)
+  num_counted = num_reference
+  if ref_mask is not None:
+    keep = keep & ref_mask[None, :]
+    has_copy = has_copy & ref_mask[jnp.clip(own_rows, 0, num_reference - 1)]
+    num_counted = jnp.sum(ref_mask.astype(x_rows.dtype))
+  signed_excess = jnp.where(keep, jnp.where(error >= 0, excess, -excess), 0.0)
+  count = jnp.maximum(num_counted - has_copy.astype(x_rows.dtype), 1.0)
   losses = jnp.sum(signed_excess * signed_excess, axis=1) / count
   return losses, features, signed_excess, same_class, count
 
@@ -237,17 +264,35 @@ def _pair_terms(
 # of the backward pass, about 1.3-1.5x.
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _row_losses(
-  distance, x_rows, ref, y_rows, ref_labels, own_rows, intra, inter, relax
+  distance,
+  x_rows,
+  ref,
+  y_rows,
+  ref_labels,
+  own_rows,
+  ref_mask,
+  intra,
+  inter,
+  relax,
 ):
   """``[rows]`` losses of anchor rows `x_rows` against the reference set."""
   return _pair_terms(
-    distance, x_rows, ref, y_rows, ref_labels, own_rows, intra, inter, relax
+    distance,
+    x_rows,
+    ref,
+    y_rows,
+    ref_labels,
+    own_rows,
+    ref_mask,
+    intra,
+    inter,
+    relax,
   )[0]
 
 
 def _row_losses_jvp(distance, primals, tangents):
-  x_rows, ref, y_rows, ref_labels, own_rows, intra, inter, relax = primals
-  dx_rows, dref, _, _, _, dintra, dinter, drelax = tangents
+  x_rows, ref = primals[:2]
+  dx_rows, dref, _, _, _, _, dintra, dinter, drelax = tangents
   losses, features, signed_excess, same_class, count = _pair_terms(
     distance, *primals
   )

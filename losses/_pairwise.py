@@ -281,11 +281,43 @@ def _describe(value: Any) -> str:
   return 'None' if value is None else f'shape {jnp.shape(value)}'
 
 
+def resolve_reference_mask(
+  reference_mask: ArrayLike | None, num_reference: int
+) -> jax.Array | None:
+  """Validates a ``[num_reference]`` bool mask of the reference rows.
+
+  Rows where the mask is False (e.g. the unwritten rows of a memory of
+  earlier embeddings) are neither positives nor negatives of any anchor and
+  are not counted.
+
+  Returns:
+    The mask as a bool array, or None when `reference_mask` is None (every
+    row counts, at no cost).
+  """
+  if reference_mask is None:
+    return None
+  checks.check_rank(reference_mask, 1, 'reference_mask', '[num_reference]')
+  checks.check_dim(
+    jnp.shape(reference_mask)[0],
+    num_reference,
+    'reference_mask',
+    0,
+    'num_reference',
+  )
+  if jnp.result_type(reference_mask) != jnp.bool_:
+    raise TypeError(
+      '`reference_mask` must be a bool array, received dtype '
+      f'{jnp.result_type(reference_mask)}'
+    )
+  return jnp.asarray(reference_mask)
+
+
 def valid_pairwise_anchors(
   labels: ArrayLike,
   *,
   reference_labels: ArrayLike | None = None,
   anchor_indices: ArrayLike | None = None,
+  reference_mask: ArrayLike | None = None,
 ) -> jax.Array:
   """Which anchors have at least one positive and one negative.
 
@@ -308,6 +340,8 @@ def valid_pairwise_anchors(
       reference set (its own copy, which is not a positive), negative for
       none. Defaults to the identity when `reference_labels` is None and to
       "no own copy" otherwise.
+    reference_mask: ``[num_reference]`` bool, or None; rows where it is
+      False are neither positives nor negatives (see the pairwise losses).
 
   Returns:
     ``[batch]`` bool.
@@ -333,12 +367,32 @@ def valid_pairwise_anchors(
       own_copy = jnp.zeros(labels.shape, jnp.int32)
     else:
       own_copy = (jnp.asarray(anchor_indices) >= 0).astype(jnp.int32)
+  num_reference = reference_labels.shape[0]
+  reference_mask = resolve_reference_mask(reference_mask, num_reference)
+  num_counted = num_reference
+  if reference_mask is not None:
+    # Masked rows all take one sentinel label, so that they can be taken
+    # back out of the count of an anchor that happens to carry it.
+    sentinel = jnp.iinfo(reference_labels.dtype).max
+    num_masked = jnp.sum(~reference_mask).astype(jnp.int32)
+    reference_labels = jnp.where(reference_mask, reference_labels, sentinel)
+    num_counted = num_reference - num_masked
+    # An own copy in a masked row is not counted either (identity rows when
+    # the reference is the batch and no indices are given).
+    own_rows = (
+      jnp.arange(labels.shape[0])
+      if anchor_indices is None
+      else jnp.clip(jnp.asarray(anchor_indices), 0, num_reference - 1)
+    )
+    own_copy = own_copy * reference_mask[own_rows].astype(jnp.int32)
   sorted_reference = jnp.sort(reference_labels)
   same = jnp.searchsorted(
     sorted_reference, labels, side='right'
   ) - jnp.searchsorted(sorted_reference, labels, side='left')
+  if reference_mask is not None:
+    same = same - jnp.where(labels == sentinel, num_masked, 0)
   has_positive = same - own_copy >= 1
-  has_negative = reference_labels.shape[0] - same >= 1
+  has_negative = num_counted - same >= 1
   return has_positive & has_negative
 
 

@@ -30,6 +30,7 @@ def batch_hard_triplet_loss(
   reference_embeddings: ArrayLike | None = None,
   reference_labels: ArrayLike | None = None,
   anchor_indices: ArrayLike | None = None,
+  reference_mask: ArrayLike | None = None,
   block_size: int | None = None,
 ) -> jax.Array:
   r"""Batch-hard triplet loss, per anchor.
@@ -76,6 +77,9 @@ def batch_hard_triplet_loss(
       reference set (neither a positive nor a negative), negative for none.
       Defaults to the identity for the batch itself and to "none" for an
       explicit reference set.
+    reference_mask: ``[num_reference]`` bool, or None (every row counts):
+      rows where it is False are neither positives nor negatives, e.g. the
+      unwritten rows of a memory of earlier embeddings.
     block_size: anchors per block in the search for the hardest samples;
       with a value below ``batch`` no ``[batch, num_reference]`` matrix is
       held, only ``[block_size, num_reference]`` ones. None: all anchors at
@@ -114,6 +118,9 @@ def batch_hard_triplet_loss(
   x, y, reference, reference_labels, own_rows = _pairwise.resolve_reference(
     embeddings, labels, reference_embeddings, reference_labels, anchor_indices
   )
+  reference_mask = _pairwise.resolve_reference_mask(
+    reference_mask, reference.shape[0]
+  )
   # Which samples are hardest does not depend differentiably on the
   # embeddings, so the search runs on constants: nothing of it is stored
   # for, or recomputed in, the backward pass.
@@ -128,6 +135,8 @@ def batch_hard_triplet_loss(
     )
     same_class = y_rows[:, None] == reference_labels[None, :]
     keep = _pairwise.not_self_mask(own, search_reference.shape[0])
+    if reference_mask is not None:
+      keep = keep & reference_mask[None, :]
     positive_scores = jnp.where(same_class & keep, scores, -jnp.inf)
     negative_scores = jnp.where(keep & ~same_class, scores, jnp.inf)
     positive = jnp.argmax(positive_scores, axis=1)
