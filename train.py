@@ -207,7 +207,9 @@ def _train_and_evaluate(config, workdir):
   )
   tx = optimizers.create_optimizer(config.optimizer, learning_rate_fn)
   rng = jax.random.key(config.seed)
-  state = steps_lib.create_train_state(rng, model, info.image_shape, tx)
+  state = steps_lib.create_train_state(
+    rng, model, info.image_shape, tx, memory_size=config.memory.size
+  )
   _validate_hparams(state, objective, hparams, info)
 
   os.makedirs(workdir, exist_ok=True)
@@ -245,6 +247,7 @@ def _train_and_evaluate(config, workdir):
     learning_rate_fn,
     info.num_classes,
     parallelism=config.parallelism,
+    memory=config.memory,
   )
   state = steps.replicate(state)
   evaluate = functools.partial(

@@ -43,6 +43,24 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   # source).
   common.set_loss(config, loss or 'g_softmax')
 
+  # Cross-batch memory (Wang et al. 2020, "Cross-Batch Memory for Embedding
+  # Learning", XBM): pair-wise losses also score each anchor against the
+  # embeddings of the last `size` examples of earlier steps (README
+  # "Cross-batch memory"). Needs a loss with `uses_memory` (circle_pairwise,
+  # ldmat, triplet).
+  config.memory = ml_collections.ConfigDict()
+  # Rows kept, at least the global batch; 0 turns the memory off. Chosen
+  # here: off by default. The paper gives its sizes as fractions of the
+  # training set (the official code's sample config: 55,000 rows).
+  config.memory.size = 0
+  # Steps before the memory term enters the loss (rows are enqueued from
+  # the first step). The paper: about 1k iterations, until the embeddings
+  # drift slowly; the official sample config's START_ITERATION is 1000.
+  config.memory.warmup_steps = 1000
+  # Weight of the memory term added to each anchor's batch loss: 1, as in
+  # the paper and the official code's XBM.WEIGHT.
+  config.memory.weight = 1.0
+
   # Optimiser and schedule (optax).
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = 'adamw'  # or 'sgd'

@@ -14,6 +14,13 @@ gradient equals the single-device gradient on the global batch. A
 batch-level loss (Proxy-Anchor) computes its scalar from the all-gathered
 batch on every device with weight 1 each, so each device adds 1/N of it and
 the summed gradients are again the single-device ones.
+
+Cross-batch memory (Wang et al. 2020, XBM): with ``config.memory.size > 0``
+the state holds the embeddings and labels of the last ``size`` examples of
+earlier global batches, replicated on every device. After the warm-up the
+objective scores its local anchors against the memory too; after the loss
+the step enqueues the all-gathered global batch (identical on every device,
+so the replicas stay identical without communication).
 """
 
 import functools
@@ -21,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +38,7 @@ from jax.sharding import PartitionSpec as P
 
 from models import heads
 from training import objectives
+from training.objectives import interface
 
 AXIS_NAME = 'batch'
 
@@ -47,24 +56,132 @@ class TrainState(train_state.TrainState):
   head_state: Any
 
 
+class CrossBatchMemory(flax.struct.PyTreeNode):
+  """A FIFO queue of the embeddings and labels of earlier global batches.
+
+  Replicated: every device holds all of it, identical everywhere, because
+  every local anchor is scored against every row. Rows are written in
+  order from row 0, wrapping around at the end; the oldest rows are
+  overwritten first.
+
+  Attributes:
+    embeddings: ``[size, dim]`` float32; zeros where not written yet.
+    labels: ``[size]`` int32; zeros where not written yet.
+    pointer: int32 scalar, the row the next enqueue starts at.
+    filled: int32 scalar, the number of rows written so far (at most
+      size): rows ``[0, filled)`` are valid.
+  """
+
+  embeddings: jax.Array
+  labels: jax.Array
+  pointer: jax.Array
+  filled: jax.Array
+
+
+class MemoryTrainState(TrainState):
+  """A `TrainState` with a cross-batch memory (``config.memory.size > 0``).
+
+  A class of its own rather than an optional field of `TrainState`: a
+  field, even None, changes the tree that orbax checks a checkpoint
+  against, and runs without the memory could no longer resume from
+  checkpoints written before it existed.
+
+  Attributes:
+    memory: the `CrossBatchMemory`, replicated like the rest of the state
+      and saved and restored with it.
+  """
+
+  memory: CrossBatchMemory
+
+
+def create_memory(size: int, dim: int) -> CrossBatchMemory:
+  """An empty memory of `size` rows of `dim`-dimensional embeddings."""
+  return CrossBatchMemory(
+    embeddings=jnp.zeros((size, dim), jnp.float32),
+    labels=jnp.zeros((size,), jnp.int32),
+    pointer=jnp.zeros((), jnp.int32),
+    filled=jnp.zeros((), jnp.int32),
+  )
+
+
+def enqueue(
+  memory: CrossBatchMemory, embeddings: jax.Array, labels: jax.Array
+) -> CrossBatchMemory:
+  """Writes `embeddings` ``[rows, dim]`` and `labels` at the pointer.
+
+  The rows go to ``(pointer + i) % size`` in order, so the memory always
+  holds the last ``size`` rows enqueued (all of them while fewer).
+
+  Raises:
+    ValueError: more rows than the memory has.
+  """
+  size = memory.labels.shape[0]
+  rows = embeddings.shape[0]
+  if rows > size:
+    raise ValueError(
+      f'config.memory.size ({size}) must be at least the global batch '
+      f'({rows} examples): the memory holds whole batches'
+    )
+  index = (memory.pointer + jnp.arange(rows, dtype=jnp.int32)) % size
+  embeddings = jax.lax.stop_gradient(embeddings).astype(jnp.float32)
+  return memory.replace(
+    embeddings=memory.embeddings.at[index].set(embeddings, unique_indices=True),
+    labels=memory.labels.at[index].set(
+      labels.astype(jnp.int32), unique_indices=True
+    ),
+    pointer=(memory.pointer + rows) % size,
+    filled=jnp.minimum(memory.filled + rows, size),
+  )
+
+
+def memory_inputs(memory: CrossBatchMemory, weight: float) -> interface.Memory:
+  """The `objectives.Memory` an objective's loss sees."""
+  size = memory.labels.shape[0]
+  return interface.Memory(
+    embeddings=memory.embeddings,
+    labels=memory.labels,
+    valid=jnp.arange(size, dtype=jnp.int32) < memory.filled,
+    weight=float(weight),
+  )
+
+
 def create_train_state(
   rng: jax.Array,
   model: nn.Module,
   image_shape: tuple[int, int, int],
   tx: optax.GradientTransformation,
+  *,
+  memory_size: int = 0,
 ) -> TrainState:
-  """Initialises the model on a dummy batch of 2 images."""
+  """Initialises the model on a dummy batch of 2 images.
+
+  Args:
+    rng: the initialisation key.
+    model: the `EmbeddingModel`.
+    image_shape: ``(height, width, channels)``.
+    tx: the optimiser.
+    memory_size: rows of the cross-batch memory (``config.memory.size``);
+      0: none, a plain `TrainState`; otherwise a `MemoryTrainState`.
+  """
   dummy = jnp.zeros((2, *image_shape), jnp.float32)
   # Compiled as one program: run eagerly, every initialiser and layer is a
   # compilation of its own (about 100 for LeNet++, seconds on a CPU).
   init = jax.jit(functools.partial(model.init, train=False))
   variables = init(rng, dummy)
-  return TrainState.create(
-    apply_fn=model.apply,
-    params=variables['params'],
-    tx=tx,
-    batch_stats=variables.get('batch_stats', {}),
-    head_state=variables.get(heads.HEAD_STATE, {}),
+  fields = {
+    'apply_fn': model.apply,
+    'params': variables['params'],
+    'tx': tx,
+    'batch_stats': variables.get('batch_stats', {}),
+    'head_state': variables.get(heads.HEAD_STATE, {}),
+  }
+  if not memory_size:
+    return TrainState.create(**fields)
+  embeddings, _ = jax.eval_shape(
+    functools.partial(model.apply, train=False), variables, dummy
+  )
+  return MemoryTrainState.create(
+    **fields, memory=create_memory(memory_size, embeddings.shape[-1])
   )
 
 
@@ -74,6 +191,42 @@ def _variables(state: TrainState, params) -> dict[str, Any]:
     'batch_stats': state.batch_stats,
     heads.HEAD_STATE: state.head_state,
   }
+
+
+class MemorySettings(NamedTuple):
+  """``config.memory``: see configs/default.py."""
+
+  size: int
+  warmup_steps: int
+  weight: float
+
+
+def memory_settings(
+  config: Any, objective: objectives.Objective
+) -> MemorySettings | None:
+  """Checked settings from ``config.memory``; None when it is off.
+
+  Raises:
+    ValueError: a negative size or warm-up, or a memory for an objective
+      without `uses_memory`.
+  """
+  if config is None or not config.size:
+    return None
+  if config.size < 0 or config.warmup_steps < 0:
+    raise ValueError(
+      'config.memory.size and config.memory.warmup_steps must be >= 0, '
+      f'received {config.size} and {config.warmup_steps}'
+    )
+  if not objective.uses_memory:
+    users = [o.name for o in objectives.all_objectives() if o.uses_memory]
+    raise ValueError(
+      f'config.memory.size={config.size} but the loss {objective.name!r} '
+      'does not use a cross-batch memory (set config.memory.size=0); the '
+      f'losses that do: {", ".join(users)}'
+    )
+  return MemorySettings(
+    int(config.size), int(config.warmup_steps), float(config.weight)
+  )
 
 
 def _global_batch(embeddings, labels):
@@ -94,6 +247,7 @@ def train_step(
   objective: objectives.Objective,
   hparams: Any,
   learning_rate_fn: optax.Schedule,
+  memory: MemorySettings | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimisation step on this device's shard of the global batch.
 
@@ -104,11 +258,39 @@ def train_step(
     objective: the loss's registry entry.
     hparams: its resolved hyperparameters.
     learning_rate_fn: for logging the current learning rate.
+    memory: the cross-batch memory's settings, or None (off). From step
+      ``memory.warmup_steps`` on (counting from 0) the loss sees
+      ``state.memory``; at every step the global batch is enqueued after
+      the loss.
 
   Returns:
     The new state and metrics, identical on every device.
   """
   labels = batch['label']
+  state_memory = getattr(state, 'memory', None)
+  held = 0 if state_memory is None else state_memory.labels.shape[0]
+  if held != (memory.size if memory else 0):
+    raise ValueError(
+      f'config.memory.size is {memory.size if memory else 0} but the state '
+      f'holds a memory of {held} rows: create the state with '
+      'create_train_state(..., memory_size=config.memory.size)'
+    )
+
+  def objective_loss(inputs):
+    if memory is None:
+      return objective.loss(inputs, hparams)
+    with_memory = inputs._replace(
+      memory=memory_inputs(state_memory, memory.weight)
+    )
+    if memory.warmup_steps == 0:
+      return objective.loss(with_memory, hparams)
+    # The same branch on every device (the step is replicated); before the
+    # warm-up the memory term is not computed at all.
+    return jax.lax.cond(
+      state.step >= memory.warmup_steps,
+      lambda: objective.loss(with_memory, hparams),
+      lambda: objective.loss(inputs, hparams),
+    )
 
   def loss_fn(params):
     (embeddings, outputs), updates = state.apply_fn(
@@ -120,7 +302,7 @@ def train_step(
     inputs = objectives.LossInputs(embeddings, labels, outputs)
     if objective.reference == 'global_batch':
       inputs = inputs._replace(global_batch=_global_batch(embeddings, labels))
-    values, weights = objective.loss(inputs, hparams)
+    values, weights = objective_loss(inputs)
     total_weight = jax.lax.psum(jnp.sum(weights), AXIS_NAME)
     loss = jnp.sum(weights * values) / jnp.maximum(total_weight, 1.0)
     return loss, (updates, inputs)
@@ -129,9 +311,16 @@ def train_step(
   (loss, (updates, inputs)), grads = grad_fn(state.params)
   grads = jax.lax.psum(grads, AXIS_NAME)
   loss = jax.lax.psum(loss, AXIS_NAME)
-  new_state = state.apply_gradients(
-    grads=grads, batch_stats=updates.get('batch_stats', {})
-  )
+  replaced = {'batch_stats': updates.get('batch_stats', {})}
+  if memory is not None:
+    gathered = inputs.global_batch
+    if gathered is None:
+      gathered = _global_batch(inputs.embeddings, labels)
+    # After the loss: this step's anchors never meet their own rows.
+    replaced['memory'] = enqueue(
+      state_memory, gathered.embeddings, gathered.labels
+    )
+  new_state = state.apply_gradients(grads=grads, **replaced)
   metrics = {
     'loss': loss,
     'learning_rate': learning_rate_fn(state.step),
@@ -222,8 +411,12 @@ def make_steps(
   *,
   parallelism: str = 'pmap',
   devices=None,
+  memory: Any = None,
 ) -> ParallelSteps:
   """The steps over `devices` (default: all devices of all processes).
+
+  `memory` is ``config.memory`` (None or size 0: off); the state must then
+  come from ``create_train_state(..., memory_size=config.memory.size)``.
 
   Both parallelisms run the same per-device functions with the same
   collectives, so they compute the same numbers:
@@ -249,6 +442,7 @@ def make_steps(
     objective=objective,
     hparams=hparams,
     learning_rate_fn=learning_rate_fn,
+    memory=memory_settings(memory, objective),
   )
   evaluate = functools.partial(eval_step, objective=objective, hparams=hparams)
   sums = None

@@ -63,6 +63,29 @@ class GlobalBatch(NamedTuple):
   anchor_indices: jax.Array
 
 
+class Memory(NamedTuple):
+  """Embeddings of earlier steps, a second reference set (cross-batch memory).
+
+  Wang, Zhang, Huang and Scott, "Cross-Batch Memory for Embedding Learning"
+  (XBM, CVPR 2020): the anchors are scored against the memory as well as
+  against the batch, and the memory term is added with a weight.
+
+  Attributes:
+    embeddings: ``[size, dim]`` float32 embeddings of earlier global
+      batches; constants (no gradient reaches them).
+    labels: ``[size]`` int32 class ids.
+    valid: ``[size]`` bool, False for rows not written yet: such rows must
+      be neither positives nor negatives (``reference_mask`` of the
+      pair-wise losses).
+    weight: the memory term's weight (XBM's lambda), a Python float.
+  """
+
+  embeddings: jax.Array
+  labels: jax.Array
+  valid: jax.Array
+  weight: float
+
+
 class LossInputs(NamedTuple):
   """What the step hands an objective's loss and scores.
 
@@ -73,12 +96,15 @@ class LossInputs(NamedTuple):
     outputs: the head's outputs by name (``logits``, ``class_weights``...).
     global_batch: the `GlobalBatch` for objectives with
       ``reference='global_batch'``; None otherwise (and in evaluation).
+    memory: the cross-batch `Memory` for objectives with `uses_memory`,
+      when the config turns it on and after its warm-up; None otherwise.
   """
 
   embeddings: jax.Array
   labels: jax.Array
   outputs: Mapping[str, jax.Array]
   global_batch: GlobalBatch | None = None
+  memory: Memory | None = None
 
 
 # (inputs, hparams) -> (values, weights), both [n]. The step minimises
@@ -130,6 +156,11 @@ class Objective:
       a class in each batch (pair-wise losses), else ``'random'``.
     reference: ``'global_batch'`` for losses that score the all-gathered
       global batch (pair-wise and batch-level losses), else ``'local'``.
+    uses_memory: the loss can score its anchors against a cross-batch
+      `Memory` too (``LossInputs.memory``), adding ``weight`` times that
+      term to each anchor's loss; per-anchor pair-wise losses only (a
+      batch-level loss such as Proxy-Anchor has no per-anchor reference
+      set to extend). ``config.memory.size > 0`` needs such a loss.
     refresh: a `Refresh`, or None.
     extra_metrics: (head params as numpy arrays, hparams) -> dict of
       metric name -> float, added to every evaluation; or None.
@@ -144,6 +175,7 @@ class Objective:
   multilabel: bool = False
   sampling: Literal['random', 'class_balanced'] = 'random'
   reference: Literal['local', 'global_batch'] = 'local'
+  uses_memory: bool = False
   refresh: Refresh | None = None
   extra_metrics: Callable[[Any, HParams], dict[str, float]] | None = None
 

@@ -4,6 +4,9 @@ Pair-wise Circle (Sun et al. 2020), LDMAT (the CVIU 2024 distance-matrix
 loss) and batch-hard triplet train nothing but the backbone. They need
 several examples per class in a batch (class-balanced sampling) and see
 the all-gathered global batch, so N devices compute the one-device loss.
+With a cross-batch memory (``config.memory``; Wang et al. 2020, XBM) each
+anchor is scored against the memory's rows of earlier steps too, a second
+reference set of the same loss function.
 """
 
 import jax.numpy as jnp
@@ -31,36 +34,75 @@ def _global_batch_kwargs(inputs):
   }
 
 
-def _anchor_weights(inputs):
-  """1 for anchors with a positive and a negative in the batch, else 0."""
-  kwargs = _global_batch_kwargs(inputs)
+def _memory_kwargs(inputs):
+  # No anchor_indices: the memory holds earlier steps' rows, never this
+  # step's (the step enqueues after the loss). It may hold earlier copies
+  # of the same images, which count as pairs, as in XBM.
+  return {
+    'reference_embeddings': inputs.memory.embeddings,
+    'reference_labels': inputs.memory.labels,
+    'reference_mask': inputs.memory.valid,
+  }
+
+
+def _valid_anchors(inputs, kwargs):
+  kwargs = dict(kwargs)
   kwargs.pop('reference_embeddings', None)
-  return losses.valid_pairwise_anchors(inputs.labels, **kwargs).astype(
-    jnp.float32
-  )
+  return losses.valid_pairwise_anchors(inputs.labels, **kwargs)
+
+
+def _with_memory(per_anchor, inputs, *, weigh_all):
+  """A pair-wise `LossFn` result: the batch term, plus the memory term.
+
+  Each anchor's value is its loss against the batch plus ``weight`` times
+  its loss against the memory (XBM's ``loss + weight * xbm_loss``, per
+  anchor). Anchors are weighted 1 when they have a positive and a negative
+  in the batch or in the memory (all anchors with `weigh_all`).
+
+  Args:
+    per_anchor: (reference keyword arguments) -> ``[local_batch]`` losses.
+    inputs: the `LossInputs`.
+    weigh_all: weight every anchor 1 (a loss defined without pairs).
+  """
+  batch = _global_batch_kwargs(inputs)
+  values = per_anchor(**batch)
+  if weigh_all:
+    valid = jnp.ones(values.shape, bool)
+  else:
+    valid = _valid_anchors(inputs, batch)
+  if inputs.memory is not None:
+    memory = _memory_kwargs(inputs)
+    values = values + inputs.memory.weight * per_anchor(**memory)
+    if not weigh_all:
+      valid = valid | _valid_anchors(inputs, memory)
+  return values, valid.astype(jnp.float32)
 
 
 def _circle(inputs, hparams):
-  values = losses.circle_loss_pairwise(
-    inputs.embeddings,
-    inputs.labels,
-    margin=hparams.margin,
-    gamma=hparams.gamma,
-    block_size=hparams.block_size,
-    **_global_batch_kwargs(inputs),
-  )
-  return values, _anchor_weights(inputs)
+  def per_anchor(**reference):
+    return losses.circle_loss_pairwise(
+      inputs.embeddings,
+      inputs.labels,
+      margin=hparams.margin,
+      gamma=hparams.gamma,
+      block_size=hparams.block_size,
+      **reference,
+    )
+
+  return _with_memory(per_anchor, inputs, weigh_all=False)
 
 
 def _triplet(inputs, hparams):
-  values = losses.batch_hard_triplet_loss(
-    inputs.embeddings,
-    inputs.labels,
-    margin=hparams.margin,
-    block_size=hparams.block_size,
-    **_global_batch_kwargs(inputs),
-  )
-  return values, _anchor_weights(inputs)
+  def per_anchor(**reference):
+    return losses.batch_hard_triplet_loss(
+      inputs.embeddings,
+      inputs.labels,
+      margin=hparams.margin,
+      block_size=hparams.block_size,
+      **reference,
+    )
+
+  return _with_memory(per_anchor, inputs, weigh_all=False)
 
 
 # Distance between two different one-hot label vectors, per distance.
@@ -75,20 +117,23 @@ def _distance_matrix(inputs, hparams):
   inter = hparams.inter_class_distance
   if inter is None:
     inter = _ONE_HOT_DISTANCE[hparams.distance]
-  values = losses.distance_matrix_loss(
-    inputs.embeddings,
-    inputs.labels,
-    distance=hparams.distance,
-    inter_class_distance=inter,
-    intra_class_distance=hparams.intra_class_distance,
-    relaxation=hparams.relaxation,
-    normalize=hparams.normalize,
-    block_size=hparams.block_size,
-    **_global_batch_kwargs(inputs),
-  )
+
+  def per_anchor(**reference):
+    return losses.distance_matrix_loss(
+      inputs.embeddings,
+      inputs.labels,
+      distance=hparams.distance,
+      inter_class_distance=inter,
+      intra_class_distance=hparams.intra_class_distance,
+      relaxation=hparams.relaxation,
+      normalize=hparams.normalize,
+      block_size=hparams.block_size,
+      **reference,
+    )
+
   # Every pair counts for LDMAT, including an anchor's same-class pairs when
   # its class has no other member: all anchors are weighted.
-  return values, jnp.ones(values.shape, jnp.float32)
+  return _with_memory(per_anchor, inputs, weigh_all=True)
 
 
 def _no_head(num_classes, hparams):
@@ -124,6 +169,7 @@ OBJECTIVES = (
     loss=_circle,
     sampling='class_balanced',
     reference='global_batch',
+    uses_memory=True,
   ),
   Objective(
     name='ldmat',
@@ -163,6 +209,7 @@ OBJECTIVES = (
     loss=_distance_matrix,
     sampling='class_balanced',
     reference='global_batch',
+    uses_memory=True,
   ),
   Objective(
     name='triplet',
@@ -179,5 +226,6 @@ OBJECTIVES = (
     loss=_triplet,
     sampling='class_balanced',
     reference='global_batch',
+    uses_memory=True,
   ),
 )
