@@ -156,9 +156,15 @@ def load(
   tx = optimizers.create_optimizer(config.optimizer, learning_rate_fn)
   # The state's structure, shapes and dtypes only: nothing is initialised or
   # compiled (several seconds on a CPU) for values the checkpoint replaces.
+  # Runs with a cross-batch memory checkpoint it in their state.
+  memory = config.get('memory')
   abstract_state = jax.eval_shape(
     lambda: steps_lib.create_train_state(
-      jax.random.key(config.seed), model, info.image_shape, tx
+      jax.random.key(config.seed),
+      model,
+      info.image_shape,
+      tx,
+      memory_size=memory.size if memory else 0,
     )
   )
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -181,6 +187,7 @@ def load(
     learning_rate_fn,
     info.num_classes,
     parallelism=config.parallelism,
+    memory=memory,
   )
   return TrainedModel(
     workdir=workdir,
