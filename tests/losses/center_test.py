@@ -61,7 +61,7 @@ def test_matches_reference_float64(seed):
 def test_gradients(modes):
   x, centers, y = _case(3, 6, 4, 3, np.float64)
   test_util.check_grads(
-    lambda x, c: _center.center_loss(x, c, y),
+    jax.jit(lambda x, c: _center.center_loss(x, c, y)),
     (x, centers),
     order=1,
     modes=modes,

@@ -306,7 +306,7 @@ def test_pairwise_gamma_gradient():
   def fn(gamma):
     return _circle.circle_loss_pairwise(x, labels, margin=0.25, gamma=gamma)
 
-  test_util.check_grads(fn, (12.0,), order=1, modes=['fwd', 'rev'])
+  test_util.check_grads(jax.jit(fn), (12.0,), order=1, modes=['fwd', 'rev'])
 
 
 def test_pairwise_margin_gradient_holds_alphas_constant():
@@ -601,8 +601,10 @@ def test_class_level_gradient_matches_frozen_alpha_differences(
   )
   # gamma does not enter the alphas: an ordinary finite-difference check.
   test_util.check_grads(
-    lambda g: _circle.circle_loss_class_level(
-      x, weights, labels, margin=margin, gamma=g
+    jax.jit(
+      lambda g: _circle.circle_loss_class_level(
+        x, weights, labels, margin=margin, gamma=g
+      )
     ),
     (gamma,),
     order=1,

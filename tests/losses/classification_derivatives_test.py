@@ -126,7 +126,7 @@ def test_margin_losses_derivatives_wrt_all_inputs(name, modes):
   def fn(x_, w_, s_, m_):
     return loss(x_, w_, y, s_, m_)
 
-  test_util.check_grads(fn, (x, w, s, m), order=1, modes=modes)
+  test_util.check_grads(jax.jit(fn), (x, w, s, m), order=1, modes=modes)
 
 
 @pytest.mark.parametrize('name', ['normface', 'cosface', 'arcface'])
@@ -134,7 +134,7 @@ def test_margin_losses_second_order(name):
   loss, (s, m) = _MARGIN_LOSSES[name]
   x, w, y = _margin_case(1, batch=3, num_classes=3, dim=2)
   test_util.check_grads(
-    lambda x_, w_, s_: loss(x_, w_, y, s_, m),
+    jax.jit(lambda x_, w_, s_: loss(x_, w_, y, s_, m)),
     (x, w, s),
     order=2,
     modes=['fwd', 'rev'],
@@ -330,7 +330,9 @@ def test_g_softmax_derivatives_wrt_all_inputs(modes, shared):
       z, labels, mu=mu_, sigma=sigma_, scale=scale
     )
 
-  test_util.check_grads(fn, (logits, mu, sigma, 0.8), order=1, modes=modes)
+  test_util.check_grads(
+    jax.jit(fn), (logits, mu, sigma, 0.8), order=1, modes=modes
+  )
 
 
 def test_g_softmax_second_order():
@@ -342,7 +344,7 @@ def test_g_softmax_second_order():
     )
 
   test_util.check_grads(
-    fn, (logits, mu, sigma, 0.8), order=2, modes=['fwd', 'rev']
+    jax.jit(fn), (logits, mu, sigma, 0.8), order=2, modes=['fwd', 'rev']
   )
 
 

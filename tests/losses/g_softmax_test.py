@@ -161,7 +161,9 @@ def test_gradients_wrt_logits_mu_and_sigma(modes):
       z, labels, mu=mu, sigma=sigma, scale=0.8
     )
 
-  test_util.check_grads(loss, (logits, mu, sigma), order=1, modes=modes)
+  test_util.check_grads(
+    jax.jit(loss), (logits, mu, sigma), order=1, modes=modes
+  )
 
 
 def test_mu_and_sigma_gradients_have_the_finite_difference_sign():
@@ -364,7 +366,9 @@ def test_multilabel_gradients_wrt_logits_mu_and_sigma(modes):
       z, labels, mu=mu, sigma=sigma, scale=0.9
     )
 
-  test_util.check_grads(loss, (logits, mu, sigma), order=1, modes=modes)
+  test_util.check_grads(
+    jax.jit(loss), (logits, mu, sigma), order=1, modes=modes
+  )
 
 
 def test_multilabel_extreme_logits_are_finite():

@@ -169,7 +169,9 @@ def test_arcface_reference_cases_cover_both_branches():
 def test_gradients(name, modes):
   fn, _ = BY_NAME[name]
   x, w, y = _case(2, 5, 4, 3, np.float64)
-  test_util.check_grads(lambda x, w: fn(x, w, y), (x, w), order=1, modes=modes)
+  test_util.check_grads(
+    jax.jit(lambda x, w: fn(x, w, y)), (x, w), order=1, modes=modes
+  )
 
 
 # ---------------------------------------------------------------------------

@@ -150,11 +150,14 @@ def test_kernel_gradients_match_finite_differences(kernel, n, m, dim):
   weights = np.random.default_rng(3).standard_normal((n, n if m is None else m))
   if m is None:
     test_util.check_grads(
-      lambda x: jnp.sum(weights * kernel(x)), (x,), order=1, modes=['rev']
+      jax.jit(lambda x: jnp.sum(weights * kernel(x))),
+      (x,),
+      order=1,
+      modes=['rev'],
     )
   else:
     test_util.check_grads(
-      lambda x, y: jnp.sum(weights * kernel(x, y)),
+      jax.jit(lambda x, y: jnp.sum(weights * kernel(x, y))),
       (x, y),
       order=1,
       modes=['fwd', 'rev'],

@@ -179,7 +179,7 @@ def test_gradients_match_finite_differences(squared, soft, block_size):
     return jnp.sum(weights * loss)
 
   assert np.any(_triplet_ref(x, labels, 1.0, squared, soft) > 0)
-  test_util.check_grads(fn, (x,), order=1, modes=['fwd', 'rev'])
+  test_util.check_grads(jax.jit(fn), (x,), order=1, modes=['fwd', 'rev'])
 
 
 def test_reference_set_gradients_match_finite_differences():
@@ -200,7 +200,9 @@ def test_reference_set_gradients_match_finite_differences():
       )
     )
 
-  test_util.check_grads(fn, (x, reference), order=1, modes=['fwd', 'rev'])
+  test_util.check_grads(
+    jax.jit(fn), (x, reference), order=1, modes=['fwd', 'rev']
+  )
 
 
 # ---------------------------------------------------------------------------

@@ -293,12 +293,17 @@ def test_batch_norm_under_pmap():
 
 def test_unbound_axis_name_fails_outside_the_mapped_axis():
   model = models.get_model('lenet', embedding_dim=2, bn_axis_name='batch')
-  variables = _random_variables(model, (2, 8, 8, 1))
-  # Evaluation uses the running statistics and needs no axis.
-  model.apply(variables, jnp.zeros((2, 8, 8, 1)), train=False)
+  variables = _abstract_variables(model, (2, 8, 8, 1))
+  images = jax.ShapeDtypeStruct((2, 8, 8, 1), jnp.float32)
+  # An unbound axis name fails while tracing, so abstract evaluation finds
+  # it without compiling the network op by op. Evaluation uses the running
+  # statistics and needs no axis.
+  jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, images)
   with pytest.raises(NameError, match='batch'):
-    model.apply(
-      variables, jnp.zeros((2, 8, 8, 1)), train=True, mutable=['batch_stats']
+    jax.eval_shape(
+      lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']),
+      variables,
+      images,
     )
 
 
