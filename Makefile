@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.losses
 	$(PY) -m benchmarks.train_throughput
 	$(PY) -m benchmarks.memory
+	$(PY) -m benchmarks.precision
 
 # Every loss against softmax on digits, 3 seeds (results/digits.md);
 # QUICK=1: one seed, 10 epochs, written under runs/compare_quick.
