@@ -16,8 +16,6 @@ The model is the newest checkpoint in the workdir, rebuilt from the run's
 overrides as to train.py (``--config=configs/...``).
 """
 
-import sys
-
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -128,16 +126,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(train.QuietLibraries())
   if jax.process_count() > 1:
     raise app.UsageError('embed.py runs in one process')
-  try:
-    run()
-  except USER_ERRORS as error:
-    if FLAGS.traceback:
-      raise
-    message = ' '.join(str(error).split()) or repr(error)
-    raise SystemExit(
-      f'{sys.argv[0]}: {type(error).__name__}: {message} '
-      '(--traceback shows where)'
-    ) from None
+  train.report_user_errors(run, traceback=FLAGS.traceback, errors=USER_ERRORS)
 
 
 if __name__ == '__main__':

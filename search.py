@@ -15,7 +15,6 @@ neighbours, framed green / red when both sides have classes.
 """
 
 import os
-import sys
 import time
 
 import jax
@@ -185,16 +184,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(train.QuietLibraries())
   if jax.process_count() > 1:
     raise app.UsageError('search.py runs in one process')
-  try:
-    run()
-  except USER_ERRORS as error:
-    if FLAGS.traceback:
-      raise
-    message = ' '.join(str(error).split()) or repr(error)
-    raise SystemExit(
-      f'{sys.argv[0]}: {type(error).__name__}: {message} '
-      '(--traceback shows where)'
-    ) from None
+  train.report_user_errors(run, traceback=FLAGS.traceback, errors=USER_ERRORS)
 
 
 if __name__ == '__main__':

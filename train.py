@@ -449,12 +449,10 @@ def main(argv):
     jax.process_count(),
     jax.local_devices(),
   )
-  try:
-    train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except USER_ERRORS as error:
-    if FLAGS.traceback:
-      raise
-    raise SystemExit(_one_line(error)) from None
+  report_user_errors(
+    lambda: train_and_evaluate(FLAGS.config, FLAGS.workdir),
+    traceback=FLAGS.traceback,
+  )
 
 
 # What a bad config, name, value, path or workdir raises: said in one line
@@ -471,9 +469,25 @@ USER_ERRORS = (
 
 def _one_line(error: BaseException) -> str:
   message = ' '.join(str(error).split()) or repr(error)
+  program = os.path.basename(sys.argv[0])
   return (
-    f'train.py: {type(error).__name__}: {message} (--traceback shows where)'
+    f'{program}: {type(error).__name__}: {message} (--traceback shows where)'
   )
+
+
+def report_user_errors(
+  run: Any, *, traceback: bool, errors: tuple[type, ...] = USER_ERRORS
+) -> Any:
+  """Calls `run`; an error of `errors` exits with one line (see above).
+
+  Shared by the command lines (train.py, embed.py, search.py).
+  """
+  try:
+    return run()
+  except errors as error:
+    if traceback:
+      raise
+    raise SystemExit(_one_line(error)) from None
 
 
 def _load_config_file(argv: list[str]):
