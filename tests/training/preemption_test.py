@@ -28,8 +28,8 @@ def _command(workdir, data_dir, num_steps):
   ]
 
 
-def test_sigterm_saves_and_resume_continues(tmp_path):
-  workdir, data_dir = tmp_path / 'work', tmp_path / 'tfds'
+def test_sigterm_saves_and_resume_continues(tmp_path, digits_data_dir):
+  workdir, data_dir = tmp_path / 'work', digits_data_dir
   env = dict(
     os.environ,
     JAX_PLATFORMS='cpu',
