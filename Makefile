@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --maxschedchunk=1 -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -288,6 +288,7 @@ def test_pairwise_forward_mode_agrees_with_reverse_mode():
   x, labels = _case(6, 6, 3, 2)
   tangent = np.random.default_rng(0).standard_normal(x.shape)
 
+  @jax.jit
   def fn(x_):
     return _circle.circle_loss_pairwise(x_, labels, margin=0.25, gamma=16.0)
 
@@ -513,8 +514,10 @@ def test_pairwise_local_anchors_against_global_batch(block_size):
 def test_pairwise_vmap_matches_loop():
   xs = np.stack([_case(seed, 6, 3, 2)[0] for seed in range(3)])
   labels = np.array([0, 0, 1, 1, 2, 2])
-  batched = jax.vmap(
-    lambda x: _circle.circle_loss_pairwise(x, labels, margin=0.25, gamma=32.0)
+  batched = jax.jit(
+    jax.vmap(
+      lambda x: _circle.circle_loss_pairwise(x, labels, margin=0.25, gamma=32.0)
+    )
   )(xs)
   for x, got in zip(xs, batched, strict=True):
     np.testing.assert_allclose(got, _pairwise_ref(x, labels, 0.25, 32.0), **F64)
@@ -614,14 +617,17 @@ def test_class_level_gradient_matches_frozen_alpha_differences(
 
 def test_class_level_edge_cases():
   _, weights, labels = _class_case(0, 4, 3, 3)
-  for x in (np.zeros((4, 3)), np.ones((4, 3))):
-    loss, gradient = jax.value_and_grad(
+  value_and_grad = jax.jit(
+    jax.value_and_grad(
       lambda x_: jnp.sum(
         _circle.circle_loss_class_level(
           x_, weights, labels, margin=0.25, gamma=256.0
         )
       )
-    )(x.astype(np.float32))
+    )
+  )
+  for x in (np.zeros((4, 3)), np.ones((4, 3))):
+    loss, gradient = value_and_grad(x.astype(np.float32))
     assert np.isfinite(loss) and np.all(np.isfinite(gradient))
   # gamma = 256 with cosines of +-1: logits near 1000.
   x = np.array([[-1.0, 0.0], [1.0, 0.0]])

@@ -152,7 +152,7 @@ def test_margin_losses_single_input_gradients_match_the_joint_one(name):
   def fn(x_, w_, s_, m_):
     return jnp.sum(cotangent * loss(x_, w_, y, s_, m_))
 
-  joint = jax.grad(fn, argnums=(0, 1, 2, 3))(x, w, s, m)
+  joint = jax.jit(jax.grad(fn, argnums=(0, 1, 2, 3)))(x, w, s, m)
   for argnum, expected in enumerate(joint):
     got = jax.jit(jax.grad(fn, argnums=argnum))(x, w, s, m)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
@@ -172,8 +172,9 @@ def test_margin_losses_vmap_of_gradient_equals_a_loop(name):
     )
 
   got_x, got_w = jax.jit(jax.vmap(grads, (0, None, 0)))(x, w, y)
+  loop_grads = jax.jit(grads)
   for i in range(3):
-    want_x, want_w = grads(x[i], w, y[i])
+    want_x, want_w = loop_grads(x[i], w, y[i])
     np.testing.assert_allclose(got_x[i], want_x, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got_w[i], want_w, rtol=1e-12, atol=1e-12)
 
@@ -190,7 +191,7 @@ def test_margin_losses_bfloat16_gradients(name):
 
   got_x, got_w = jax.jit(jax.grad(fn, argnums=(0, 1)))(x16, w16)
   assert got_x.dtype == jnp.bfloat16 and got_w.dtype == jnp.bfloat16
-  want_x, want_w = jax.grad(fn, argnums=(0, 1))(
+  want_x, want_w = jax.jit(jax.grad(fn, argnums=(0, 1)))(
     np.asarray(x16, np.float32), np.asarray(w16, np.float32)
   )
   np.testing.assert_allclose(
@@ -244,6 +245,7 @@ def test_circle_forward_mode_agrees_with_reverse_mode():
     -1.3,
   )
 
+  @jax.jit
   def fn(x_, w_, m_, g_):
     return _circle.circle_loss_class_level(x_, w_, y, margin=m_, gamma=g_)
 
@@ -267,7 +269,7 @@ def test_circle_single_input_gradients_match_the_joint_one():
     )
 
   args = (x, w, 0.25, 32.0)
-  joint = jax.grad(fn, argnums=(0, 1, 2, 3))(*args)
+  joint = jax.jit(jax.grad(fn, argnums=(0, 1, 2, 3)))(*args)
   for argnum, expected in enumerate(joint):
     got = jax.jit(jax.grad(fn, argnums=argnum))(*args)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
@@ -288,8 +290,9 @@ def test_circle_vmap_of_gradient_equals_a_loop():
     )
 
   got_x, got_w = jax.jit(jax.vmap(grads, (0, None, 0)))(x, w, y)
+  loop_grads = jax.jit(grads)
   for i in range(3):
-    want_x, want_w = grads(x[i], w, y[i])
+    want_x, want_w = loop_grads(x[i], w, y[i])
     np.testing.assert_allclose(got_x[i], want_x, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got_w[i], want_w, rtol=1e-12, atol=1e-12)
 
@@ -359,7 +362,7 @@ def test_g_softmax_single_input_gradients_match_the_joint_one():
     )
 
   args = (logits, mu, sigma, 0.5)
-  joint = jax.grad(fn, argnums=(0, 1, 2, 3))(*args)
+  joint = jax.jit(jax.grad(fn, argnums=(0, 1, 2, 3)))(*args)
   for argnum, expected in enumerate(joint):
     got = jax.jit(jax.grad(fn, argnums=argnum))(*args)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
@@ -382,7 +385,8 @@ def test_g_softmax_vmap_of_gradient_equals_a_loop():
     )(z, mu)
 
   got_z, got_mu = jax.jit(jax.vmap(grads))(logits, labels)
+  loop_grads = jax.jit(grads)
   for i in range(3):
-    want_z, want_mu = grads(logits[i], labels[i])
+    want_z, want_mu = loop_grads(logits[i], labels[i])
     np.testing.assert_allclose(got_z[i], want_z, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got_mu[i], want_mu, rtol=1e-12, atol=1e-12)

@@ -363,8 +363,8 @@ def test_local_anchors_against_global_batch(block_size):
 def test_vmap_matches_loop():
   xs = np.stack([_case(seed, 6, 3, 2)[0] for seed in range(3)])
   labels = np.array([0, 0, 1, 1, 2, 2])
-  batched = jax.vmap(
-    lambda x: _triplet.batch_hard_triplet_loss(x, labels, margin=0.5)
+  batched = jax.jit(
+    jax.vmap(lambda x: _triplet.batch_hard_triplet_loss(x, labels, margin=0.5))
   )(xs)
   for x, got in zip(xs, batched, strict=True):
     np.testing.assert_allclose(got, _triplet_ref(x, labels, 0.5), **F64)

@@ -33,7 +33,9 @@ def test_sigterm_saves_and_resume_continues(tmp_path, digits_data_dir):
   env = dict(
     os.environ,
     JAX_PLATFORMS='cpu',
-    XLA_FLAGS='',
+    # One device, and the fast-compiling fusion emitters of
+    # tests/conftest.py.
+    XLA_FLAGS='--xla_cpu_use_fusion_emitters=false',
     JAX_DISABLE_MOST_OPTIMIZATIONS='1',
   )
   process = subprocess.Popen(
