@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from models import _common
+from models import _common, convolution
 
 # He et al. (2015)'s initialisation, derived for (P)ReLU networks.
 _CONV_INIT = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
@@ -97,6 +97,7 @@ class LeNetPlusPlus(nn.Module):
           padding=2,
           use_bias=not self.batch_norm,
           kernel_init=_CONV_INIT,
+          conv_general_dilated=convolution.conv_general_dilated,
           dtype=self.dtype,
           name=name,
         )(x)
