@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from models import _common
+from models import _common, convolution
 
 # He et al. (2015)'s initialisation, which the ResNet paper uses.
 _CONV_INIT = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
@@ -121,6 +121,38 @@ class BottleneckBlock(nn.Module):
     return nn.relu(y + shortcut)
 
 
+class FrozenBatchNorm(nn.Module):
+  """BatchNorm with fixed statistics and affine parameters.
+
+  The variables of `nn.BatchNorm` (params ``scale``, ``bias``; batch_stats
+  ``mean``, ``var``, initialised alike), so pretrained weights and
+  checkpoints load into either, but in training too it normalises with the
+  running statistics, updates none, and passes no gradient to ``scale``
+  and ``bias``. The remaining `nn.BatchNorm` arguments are accepted and
+  have no effect.
+  """
+
+  epsilon: float = 1e-5
+  dtype: jnp.dtype = jnp.float32
+  use_running_average: bool | None = None
+  momentum: float = 0.9
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    features = (x.shape[-1],)
+    mean = self.variable('batch_stats', 'mean', jnp.zeros, features)
+    var = self.variable('batch_stats', 'var', jnp.ones, features)
+    scale = self.param('scale', nn.initializers.ones, features, jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, features, jnp.float32)
+    multiplier = jax.lax.stop_gradient(
+      scale * jax.lax.rsqrt(var.value + self.epsilon)
+    )
+    offset = jax.lax.stop_gradient(bias - mean.value * multiplier)
+    x = jnp.asarray(x, self.dtype)
+    return x * multiplier.astype(self.dtype) + offset.astype(self.dtype)
+
+
 def _layers(module: nn.Module, train: bool) -> tuple[ModuleDef, ModuleDef]:
   """The conv and BatchNorm constructors every block of `module` shares."""
 
@@ -136,12 +168,16 @@ def _layers(module: nn.Module, train: bool) -> tuple[ModuleDef, ModuleDef]:
       padding=pad,
       use_bias=False,
       kernel_init=_CONV_INIT,
+      conv_general_dilated=convolution.conv_general_dilated,
       dtype=module.dtype,
       name=name,
     )
 
+  # Frozen as the Proxy-Anchor code's bn_freeze (eval mode, scale and bias
+  # without gradient), for fine-tuning on small batches of few classes.
+  batch_norm = FrozenBatchNorm if module.freeze_batch_norm else nn.BatchNorm
   norm = functools.partial(
-    nn.BatchNorm,
+    batch_norm,
     use_running_average=not train,
     momentum=module.bn_momentum,
     epsilon=1e-5,
@@ -171,6 +207,8 @@ class CifarResNet(nn.Module):
     bn_axis_name: axis name over which BatchNorm averages batch statistics
       in training (pmap's axis name for cross-device BatchNorm), or None.
     bn_momentum: decay of the running statistics.
+    freeze_batch_norm: BatchNorm uses its running statistics in training
+      too and its scale and bias get no gradient (fine-tuning).
     dtype: computation dtype (parameters stay float32).
   """
 
@@ -179,6 +217,7 @@ class CifarResNet(nn.Module):
   stage_filters: tuple[int, int, int] = (16, 32, 64)
   bn_axis_name: str | None = None
   bn_momentum: float = 0.9
+  freeze_batch_norm: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -232,6 +271,10 @@ class ResNet(nn.Module):
       in training (pmap's axis name for cross-device BatchNorm), or None.
     bn_momentum: decay of the running statistics (0.9 is torch's
       ``momentum=0.1``).
+    freeze_batch_norm: BatchNorm uses its running statistics in training
+      too and its scale and bias get no gradient: the Proxy-Anchor
+      official code's ``bn_freeze``, for fine-tuning pretrained weights on
+      small batches of few classes.
     dtype: computation dtype (parameters stay float32).
   """
 
@@ -241,6 +284,7 @@ class ResNet(nn.Module):
   stage_filters: Sequence[int] = (64, 128, 256, 512)
   bn_axis_name: str | None = None
   bn_momentum: float = 0.9
+  freeze_batch_norm: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -275,6 +319,7 @@ class ResNet(nn.Module):
       padding=((3, 3), (3, 3)),
       use_bias=False,
       kernel_init=_CONV_INIT,
+      conv_general_dilated=convolution.conv_general_dilated,
       dtype=self.dtype,
       name='conv_init',
     )(x)

@@ -376,3 +376,59 @@ def test_pooled_features_are_the_embedding_input():
   np.testing.assert_allclose(
     embeddings, pooled @ dense['kernel'] + dense['bias'], rtol=1e-5, atol=1e-6
   )
+
+
+@pytest.mark.parametrize('name', ['cifar_resnet20', 'resnet18'])
+def test_frozen_batch_norm(name):
+  # Variables as nn.BatchNorm's; in training the running statistics are
+  # used and kept, and scale and bias get no gradient (Proxy-Anchor's
+  # bn_freeze), while the convolutions still learn.
+  kwargs = {'embedding_dim': 4}
+  if name == 'resnet18':
+    kwargs['stage_filters'] = (4, 8, 8, 8)
+  frozen = models.get_model(name, freeze_batch_norm=True, **kwargs)
+  plain = models.get_model(name, **kwargs)
+  images = jnp.asarray(
+    np.random.default_rng(0).random((3, 16, 16, 3)), jnp.float32
+  )
+  variables = plain.init(jax.random.key(0), images, train=False)
+  assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+    jnp.shape, frozen.init(jax.random.key(0), images, train=False)
+  )
+  # Non-trivial running statistics, as after pretraining.
+  rng = np.random.default_rng(1)
+  variables = {
+    'params': jax.tree.map(
+      lambda p: p + 0.1 * rng.standard_normal(p.shape), variables['params']
+    ),
+    'batch_stats': jax.tree.map(
+      lambda s: np.abs(s + 0.5 * rng.standard_normal(s.shape)),
+      variables['batch_stats'],
+    ),
+  }
+
+  def train_loss(params):
+    out, updates = frozen.apply(
+      {'params': params, 'batch_stats': variables['batch_stats']},
+      images,
+      train=True,
+      mutable=['batch_stats'],
+    )
+    return jnp.sum(out**2), (out, updates)
+
+  grads, (out, updates) = jax.grad(train_loss, has_aux=True)(
+    variables['params']
+  )
+  np.testing.assert_allclose(
+    out, plain.apply(variables, images, train=False), rtol=1e-5, atol=1e-5
+  )
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    updates['batch_stats'],
+    variables['batch_stats'],
+  )
+  flat = jax.tree_util.tree_flatten_with_path(grads)[0]
+  batch_norm = [g for path, g in flat if 'bn' in jax.tree_util.keystr(path)]
+  others = [g for path, g in flat if 'bn' not in jax.tree_util.keystr(path)]
+  assert batch_norm and all(np.all(g == 0) for g in batch_norm)
+  assert max(float(np.abs(g).max()) for g in others) > 0
