@@ -62,6 +62,16 @@ def _build_model(config, objective, hparams, num_classes):
         "(torchvision, timm) or 'none' for weights exported from a run of "
         'this project; received None'
       )
+  elif config.input.get('normalization') == 'imagenet':
+    # The retrieval protocol's configs fine-tune ImageNet weights: without
+    # them a run would train from scratch and report incomparable numbers.
+    raise ValueError(
+      "config.input.normalization='imagenet' scales images for ImageNet "
+      'weights, but config.model.init_from is not set: give them with '
+      '--config.model.init_from=PATH (a safetensors file; README, '
+      '"Pretrained backbones"), or set --config.input.normalization=none to '
+      'train from scratch'
+    )
   return heads.EmbeddingModel(
     backbone=backbone, head=objective.make_head(num_classes, hparams)
   )
@@ -205,7 +215,9 @@ def _train_and_evaluate(config, workdir):
   learning_rate_fn = optimizers.create_learning_rate_fn(
     config.optimizer, num_train_steps
   )
-  tx = optimizers.create_optimizer(config.optimizer, learning_rate_fn)
+  tx = optimizers.create_optimizer(
+    config.optimizer, learning_rate_fn, steps_per_epoch=steps_per_epoch
+  )
   rng = jax.random.key(config.seed)
   state = steps_lib.create_train_state(
     rng, model, info.image_shape, tx, memory_size=config.memory.size

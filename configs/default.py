@@ -72,6 +72,15 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.warmup_steps = 50
   config.optimizer.decay_boundaries = (0.5, 0.75)  # 'step': run fractions.
   config.optimizer.decay_factor = 0.1  # 'step': factor at each boundary.
+  # Fine-tuning: each group's learning rate is the schedule's times its
+  # multiplier (training/optimizers.py): the backbone, its new embedding
+  # layer, the loss's head (class weights, proxies). All 1: one rate.
+  config.optimizer.lr_multipliers = ml_collections.ConfigDict(
+    {'backbone': 1.0, 'embedding': 1.0, 'head': 1.0}
+  )
+  # Epochs at the start during which the backbone does not learn (only the
+  # new embedding layer and head do); 0: none.
+  config.optimizer.backbone_frozen_epochs = 0.0
 
   # Length and bookkeeping. Steps of 0 mean "one epoch" where it applies.
   config.num_epochs = 30

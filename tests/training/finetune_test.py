@@ -66,7 +66,22 @@ def _without_embedding(params):
 def test_a_new_run_starts_from_exported_weights(
   data_dir, tmp_path, monkeypatch
 ):
-  train.train_and_evaluate(_config(data_dir), str(tmp_path / 'first'))
+  # The exporting run itself starts from random weights in a file, as
+  # ImageNet-normalised input needs init_from.
+  random_weights = tmp_path / 'random.safetensors'
+  backbone = models.get_model(
+    'resnet18', embedding_dim=8, stage_filters=_STAGE_FILTERS
+  )
+  variables = backbone.init(
+    jax.random.key(3), np.zeros((1, 8, 8, 3), np.float32), train=False
+  )
+  pretrained.save_resnet_torchvision(
+    random_weights, variables['params'], variables['batch_stats']
+  )
+  train.train_and_evaluate(
+    _config(data_dir, **{'model.init_from': str(random_weights)}),
+    str(tmp_path / 'first'),
+  )
   exporting = _checkpoint(tmp_path / 'first')
   path = tmp_path / 'exported.safetensors'
   pretrained.save_resnet_torchvision(
