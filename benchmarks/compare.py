@@ -17,7 +17,7 @@ only read it.
 For a catalog data set, prepare the data (`python -m
 input_pipeline.prepare`) and pass a comparison config whose tasks name its
 experiment configs: configs/compare/mnist.py does so for MNIST; the same
-pattern takes configs/cifar10.py or configs/retrieval.py.
+pattern takes configs/cifar10.py or configs/cub200.py.
 """
 
 import concurrent.futures

@@ -62,6 +62,7 @@ _LONGEST_FIRST = (
   'tests/training/multiprocess_preemption_test.py',
   'tests/training/multiprocess_test.py',
   'tests/training/finetune_test.py',
+  'tests/training/retrieval_protocol_test.py',
   'tests/training/preemption_test.py',
   'tests/training/train_test.py',
   'tests/training/memory_test.py',
