@@ -13,7 +13,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-import tensorflow_datasets as tfds
 from PIL import Image
 
 import models
