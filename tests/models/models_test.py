@@ -1,5 +1,7 @@
 """Tests of the backbones: shapes, parameter counts, cross-device BatchNorm."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -391,9 +393,14 @@ def test_frozen_batch_norm(name):
   images = jnp.asarray(
     np.random.default_rng(0).random((3, 16, 16, 3)), jnp.float32
   )
-  variables = plain.init(jax.random.key(0), images, train=False)
+  variables = jax.jit(functools.partial(plain.init, train=False))(
+    jax.random.key(0), images
+  )
   assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
-    jnp.shape, frozen.init(jax.random.key(0), images, train=False)
+    jnp.shape,
+    jax.eval_shape(
+      functools.partial(frozen.init, train=False), jax.random.key(0), images
+    ),
   )
   # Non-trivial running statistics, as after pretraining.
   rng = np.random.default_rng(1)
@@ -416,11 +423,14 @@ def test_frozen_batch_norm(name):
     )
     return jnp.sum(out**2), (out, updates)
 
-  grads, (out, updates) = jax.grad(train_loss, has_aux=True)(
+  grads, (out, updates) = jax.jit(jax.grad(train_loss, has_aux=True))(
     variables['params']
   )
   np.testing.assert_allclose(
-    out, plain.apply(variables, images, train=False), rtol=1e-5, atol=1e-5
+    out,
+    jax.jit(functools.partial(plain.apply, train=False))(variables, images),
+    rtol=1e-5,
+    atol=1e-5,
   )
   jax.tree.map(
     np.testing.assert_array_equal,
