@@ -17,11 +17,20 @@ row sum of the cosines (the memory traffic of one read of B^2 floats) and
 a plain ``[B, B] x [B, D]`` GEMM. A pass far above its floor is limited by
 the code XLA:CPU generates for it, not by memory or arithmetic.
 
+Then the whole loss once more under `jax.profiler` (a Perfetto trace, read
+back here): the time of each XLA operation of the compiled program, the
+fusions XLA:CPU made, per step.
+
 Run: ``python -m benchmarks.pairwise_passes`` (about a minute on 2 cores).
 """
 
+import collections
 import functools
+import glob
+import gzip
+import json
 import os
+import tempfile
 
 import cpuinfo
 import jax
@@ -35,6 +44,9 @@ from benchmarks import timing
 _BATCH = flags.DEFINE_integer('batch', 4096, 'B.')
 _DIM = flags.DEFINE_integer('dim', 128, 'D.')
 _REPS = flags.DEFINE_integer('reps', 11, 'Timed rounds.')
+_PROFILE_STEPS = flags.DEFINE_integer(
+  'profile_steps', 5, 'Steps traced for the per-operation table (0: none).'
+)
 
 _MARGIN, _GAMMA = 0.25, 256.0
 
@@ -73,6 +85,52 @@ def _slopes(cosines, labels, positive_offset, negative_offset):
     )
   )
   return _GAMMA * weights * jnp.where(same, -alphas, alphas)
+
+
+def _shapes(jitted, *args):
+  """The result shape of each instruction of the compiled program."""
+  shapes = {}
+  text = jitted.lower(*args).compile().as_text()
+  for line in text[text.index('ENTRY') :].splitlines():
+    line = line.strip().removeprefix('ROOT ')
+    if line.startswith('%') and ' = ' in line:
+      name, rest = line[1:].split(' = ', 1)
+      shapes[name] = rest.split(' ', 1)[0].split('{')[0]
+  return shapes
+
+
+def _print_profile(jitted, *args, shapes_of):
+  """Milliseconds per step of each XLA operation, from a Perfetto trace."""
+  steps = _PROFILE_STEPS.value
+  if not steps:
+    return
+  with tempfile.TemporaryDirectory() as directory:
+    with jax.profiler.trace(directory, create_perfetto_trace=True):
+      for _ in range(steps):
+        jax.block_until_ready(jitted(*args))
+    # The Perfetto trace; the directory also holds the XPlane protobuf.
+    path = sorted(
+      glob.glob(
+        os.path.join(directory, '**', '*.trace.json.gz'), recursive=True
+      )
+    )[-1]
+    with gzip.open(path) as f:
+      trace = json.load(f)
+  events = trace['traceEvents'] if isinstance(trace, dict) else trace
+  micros = collections.Counter()
+  for event in events:
+    if event.get('ph') == 'X' and event.get('name') in shapes_of:
+      micros[event['name']] += event.get('dur', 0)
+  total = sum(micros.values()) / steps / 1e3
+  print(
+    f'\nThe whole loss under jax.profiler, {steps} steps: XLA operations '
+    f'taking {total:.1f} ms per step (those above 0.5 ms):\n'
+  )
+  print('| operation | result | ms per step |')
+  print('|---|---|---|')
+  for name, value in micros.most_common():
+    if value / steps / 1e3 >= 0.5:
+      print(f'| {name} | {shapes_of[name]} | {value / steps / 1e3:.1f} |')
 
 
 def main(argv):
@@ -144,6 +202,7 @@ def main(argv):
       passes = traffic[kind]
     rate = f'{passes * gigabytes / (ms[name] / 1e3):.1f}' if passes else 'n/a'
     print(f'| {name} | {ms[name]:.1f} | {passes or "-"} | {rate} |')
+  _print_profile(loss, x, shapes_of=_shapes(loss, x))
   parts = sum(ms[name] for name, _, kind in cases if kind is not None)
   whole = ms['whole loss, forward+backward']
   ratio = whole / ms['GEMM skeleton, forward+backward']
