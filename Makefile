@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.memory
 	$(PY) -m benchmarks.precision
 	$(PY) -m benchmarks.small_map_conv
+	$(PY) -m benchmarks.pairwise_passes
 
 # Every loss against softmax on digits, 3 seeds (results/digits.md);
 # QUICK=1: one seed, 10 epochs, written under runs/compare_quick.

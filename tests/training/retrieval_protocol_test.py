@@ -17,9 +17,12 @@ from PIL import Image
 
 import models
 import train
-from configs import cars196, common, cub200, sop
+from configs import cars196, common, cub200, image_folder_finetune, sop
 from models import pretrained
-from tests.input_pipeline.conftest import prepare_catalog_records
+from tests.input_pipeline.conftest import (
+  prepare_catalog_records,
+  write_image_folder,
+)
 from training import steps as steps_lib
 
 _STAGE_FILTERS = (4, 8, 8, 8)
@@ -202,3 +205,28 @@ def test_imagenet_normalization_without_weights_is_refused(tmp_path):
   config = _tiny(sop.get_config(), data_dir)
   with pytest.raises(ValueError, match='config.model.init_from is not set'):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+def test_image_folder_fine_tuning(tmp_path):
+  # configs/image_folder_finetune.py on a folder of 3 classes: the folder's
+  # own train/test split (not class-disjoint), ImageNet-style weights.
+  root = tmp_path / 'images'
+  write_image_folder(
+    str(root), classes=('a', 'b', 'c'), per_class=8, size=(20, 24)
+  )
+  weights = tmp_path / 'resnet18.safetensors'
+  params, _ = _write_weights(weights)
+  config = _tiny(
+    image_folder_finetune.get_config('softmax'), str(tmp_path / 'tfds')
+  )
+  config.input.image_folder = str(root)
+  config.model.init_from = str(weights)
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert results['step'] == 3
+  assert 0 <= results['accuracy'] <= 1 and 0 <= results['recall@1'] <= 1
+  state = _last_state(tmp_path / 'run')
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    _without_embedding(state['params']['backbone']),
+    _without_embedding(params),
+  )
