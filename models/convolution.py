@@ -116,10 +116,7 @@ def shifted_windows_conv(
     ``[batch, H + top + bottom - k_h + 1, W + left + right - k_w + 1, O]``,
     what `lax.conv_general_dilated` returns for the same arguments.
   """
-  kernel_h, kernel_w, channels, features = rhs.shape
-  windows = _windows(lhs, padding, kernel_h, kernel_w)
-  kernel = rhs.reshape(kernel_h * kernel_w * channels, features)
-  return _matmul(windows, kernel, precision)
+  return _forward(lhs, rhs, padding, precision)[0]
 
 
 def _forward(lhs, rhs, padding, precision):

@@ -15,11 +15,13 @@ os.environ.setdefault(
   '--xla_force_host_platform_device_count=4 '
   '--xla_cpu_use_fusion_emitters=false',
 )
-# For the same reason, LLVM's optimisations are off (level 0; the HLO
-# passes all run): another ~20% of the compile time, which would pay off
-# only on large inputs. Both settings are inherited by the processes the
-# tests start unless they set their own; JAX_DISABLE_MOST_OPTIMIZATIONS=0
-# restores LLVM's, and an XLA_FLAGS of one's own replaces both flags.
+# For the same reason most of XLA's optimisations are off
+# (jax_disable_most_optimizations, as flax's examples/imagenet/train_test.py
+# sets for its few-step training runs): another ~20% of the compile time,
+# which would pay off only on large inputs. Both settings are inherited by
+# the processes the tests start unless they set their own;
+# JAX_DISABLE_MOST_OPTIMIZATIONS=0 turns the optimisations back on, and an
+# XLA_FLAGS of one's own replaces both flags.
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 # TensorFlow (pulled in by clu) must not print its start-up banners.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')

@@ -7,7 +7,6 @@ evaluation also writes ``retrieval.png``.
 
 import os
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -58,13 +57,8 @@ def trained(tmp_path_factory):
   config.eval_batch_size = 8
   config.write_plots = True
   workdir = str(tmp_path_factory.mktemp('workdir'))
-  previous = jax.config.read('jax_disable_most_optimizations')
-  # Two steps never repay XLA's full optimisation pipeline.
-  jax.config.update('jax_disable_most_optimizations', True)
-  try:
-    train.train_and_evaluate(config, workdir)
-  finally:
-    jax.config.update('jax_disable_most_optimizations', previous)
+  # Compiled fast (most of XLA's optimisations off: tests/conftest.py).
+  train.train_and_evaluate(config, workdir)
   return workdir, root
 
 
@@ -73,12 +67,3 @@ def model(trained):
   """The trained run's model, restored."""
   workdir, _ = trained
   return model_lib.load(workdir)
-
-
-@pytest.fixture(autouse=True)
-def _fast_compilation():
-  # The embedding steps compile as the training run's did (see `trained`).
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)

@@ -1,19 +1,19 @@
-"""Training tests run a few steps: compile fast rather than run fast."""
+"""Fixtures and helpers of the training tests.
+
+They run a few steps each, compiled fast rather than run fast: tests/
+conftest.py turns most of XLA's optimisations off for the whole suite (as
+flax's examples/imagenet/train_test.py does for its training tests).
+"""
 
 import jax
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
+import models
 from input_pipeline import preparation
-
-
-@pytest.fixture(autouse=True)
-def _fast_compilation():
-  # A handful of steps never repays XLA's full optimisation pipeline (as in
-  # flax's examples/imagenet/train_test.py).
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+from models import pretrained
+from training import steps as steps_lib
 
 
 @pytest.fixture(scope='session')
@@ -26,3 +26,79 @@ def digits_data_dir(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp('tfds_digits'))
   preparation.prepare('digits', data_dir)
   return data_dir
+
+
+@pytest.fixture
+def first_train_states(monkeypatch):
+  """A list that receives, per run, the state its first train step gets."""
+  states = []
+  make_steps = steps_lib.make_steps
+
+  def recording_make_steps(*args, **kwargs):
+    steps = make_steps(*args, **kwargs)  # Once per run.
+    recorded = False
+
+    def train_step(state, batch):
+      nonlocal recorded
+      if not recorded:
+        states.append(jax.device_get(state))
+        recorded = True
+      return steps.train(state, batch)
+
+    return steps._replace(train=train_step)
+
+  monkeypatch.setattr(steps_lib, 'make_steps', recording_make_steps)
+  return states
+
+
+def last_checkpointed_state(workdir):
+  """The state of the newest checkpoint in `workdir`, as saved."""
+  manager = ocp.CheckpointManager(workdir / 'checkpoints')
+  restored = manager.restore(
+    manager.latest_step(),
+    args=ocp.args.Composite(state=ocp.args.StandardRestore()),
+  )
+  manager.close()
+  return restored['state']
+
+
+def without_embedding(params):
+  """A backbone's params without the embedding layer (never pretrained)."""
+  return {k: v for k, v in params.items() if k != 'embedding'}
+
+
+def write_random_resnet18(path, stage_filters, image_size, *, seed):
+  """Writes a random ResNet-18 in torchvision's naming, as weights to load.
+
+  It stands for ImageNet weights: random parameters and non-trivial running
+  statistics (initial ones would be all 0 and 1).
+
+  Returns:
+    ``(params, batch_stats)`` that were written.
+  """
+  model = models.get_model(
+    'resnet18', embedding_dim=8, stage_filters=stage_filters
+  )
+  variables = model.init(
+    jax.random.key(seed),
+    np.zeros((1, image_size, image_size, 3), np.float32),
+    train=False,
+  )
+  rng = np.random.default_rng(seed)
+  batch_stats = jax.tree.map(
+    lambda s: np.abs(s + 0.3 * rng.standard_normal(s.shape)).astype(np.float32),
+    variables['batch_stats'],
+  )
+  pretrained.save_resnet_torchvision(path, variables['params'], batch_stats)
+  return variables['params'], batch_stats
+
+
+def override(config, **dotted):
+  """Sets ``config[a][b][c] = value`` for each ``'a.b.c'=value``."""
+  for path, value in dotted.items():
+    section, _, field = path.rpartition('.')
+    target = config
+    for key in filter(None, section.split('.')):
+      target = target[key]
+    target[field] = value
+  return config

@@ -9,7 +9,6 @@ there.
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 import input_pipeline
@@ -18,8 +17,13 @@ import train
 from configs import common, tiny
 from input_pipeline import augment
 from models import pretrained
+from tests.training.conftest import (
+  last_checkpointed_state,
+  override,
+  without_embedding,
+  write_random_resnet18,
+)
 from training import checkpointing
-from training import steps as steps_lib
 
 _STAGE_FILTERS = (8, 16, 32, 64)
 
@@ -40,49 +44,21 @@ def _config(data_dir, **overrides):
   config.eval_every_steps = 3
   config.checkpoint_every_steps = 3
   config.write_features = False
-  for dotted, value in overrides.items():
-    section, _, field = dotted.rpartition('.')
-    target = config
-    for key in filter(None, section.split('.')):
-      target = target[key]
-    target[field] = value
-  return config
-
-
-def _checkpoint(workdir):
-  manager = ocp.CheckpointManager(workdir / 'checkpoints')
-  restored = manager.restore(
-    manager.latest_step(),
-    args=ocp.args.Composite(state=ocp.args.StandardRestore()),
-  )
-  manager.close()
-  return restored['state']
-
-
-def _without_embedding(params):
-  return {k: v for k, v in params.items() if k != 'embedding'}
+  return override(config, **overrides)
 
 
 def test_a_new_run_starts_from_exported_weights(
-  data_dir, tmp_path, monkeypatch
+  data_dir, tmp_path, first_train_states
 ):
   # The exporting run itself starts from random weights in a file, as
   # ImageNet-normalised input needs init_from.
   random_weights = tmp_path / 'random.safetensors'
-  backbone = models.get_model(
-    'resnet18', embedding_dim=8, stage_filters=_STAGE_FILTERS
-  )
-  variables = backbone.init(
-    jax.random.key(3), np.zeros((1, 8, 8, 3), np.float32), train=False
-  )
-  pretrained.save_resnet_torchvision(
-    random_weights, variables['params'], variables['batch_stats']
-  )
+  write_random_resnet18(random_weights, _STAGE_FILTERS, 8, seed=3)
   train.train_and_evaluate(
     _config(data_dir, **{'model.init_from': str(random_weights)}),
     str(tmp_path / 'first'),
   )
-  exporting = _checkpoint(tmp_path / 'first')
+  exporting = last_checkpointed_state(tmp_path / 'first')
   path = tmp_path / 'exported.safetensors'
   pretrained.save_resnet_torchvision(
     path,
@@ -90,32 +66,18 @@ def test_a_new_run_starts_from_exported_weights(
     exporting['batch_stats']['backbone'],
   )
 
-  # The state the first training step of the new run receives.
-  first_states = []
-  make_steps = steps_lib.make_steps
-
-  def recording_make_steps(*args, **kwargs):
-    steps = make_steps(*args, **kwargs)
-
-    def train_step(state, batch):
-      if not first_states:
-        first_states.append(jax.device_get(state))
-      return steps.train(state, batch)
-
-    return steps._replace(train=train_step)
-
-  monkeypatch.setattr(steps_lib, 'make_steps', recording_make_steps)
+  # The state the first step of the new run receives (the second run's).
   config = _config(data_dir, seed=1, **{'model.init_from': str(path)})
   results = train.train_and_evaluate(config, str(tmp_path / 'second'))
-  (start,) = first_states
+  _, start = first_train_states
 
   # Every convolution and BatchNorm (running statistics included) is the
   # exported one; the embedding is the new run's own initialisation.
   backbone = start.params['backbone']
   jax.tree.map(
     np.testing.assert_array_equal,
-    _without_embedding(backbone),
-    _without_embedding(exporting['params']['backbone']),
+    without_embedding(backbone),
+    without_embedding(exporting['params']['backbone']),
   )
   jax.tree.map(
     np.testing.assert_array_equal,
@@ -156,11 +118,11 @@ def test_a_new_run_starts_from_exported_weights(
   # Training went on from there: all steps, finite metrics, moved weights.
   assert results['step'] == 3
   assert np.isfinite(results['recall@1'])
-  finetuned = _checkpoint(tmp_path / 'second')
+  finetuned = last_checkpointed_state(tmp_path / 'second')
   moved = jax.tree.map(
     lambda new, old: float(np.max(np.abs(np.asarray(new) - old))),
-    _without_embedding(finetuned['params']['backbone']),
-    _without_embedding(backbone),
+    without_embedding(finetuned['params']['backbone']),
+    without_embedding(backbone),
   )
   assert max(jax.tree.leaves(moved)) > 0
 

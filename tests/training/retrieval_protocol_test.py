@@ -11,19 +11,20 @@ the class-disjoint Recall@K and MAP@R at the end.
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-import models
 import train
 from configs import cars196, common, cub200, image_folder_finetune, sop
-from models import pretrained
 from tests.input_pipeline.conftest import (
   prepare_catalog_records,
   write_image_folder,
 )
-from training import steps as steps_lib
+from tests.training.conftest import (
+  last_checkpointed_state,
+  without_embedding,
+  write_random_resnet18,
+)
 
 _STAGE_FILTERS = (4, 8, 8, 8)
 
@@ -85,38 +86,6 @@ def _tiny(config, data_dir):
   return config
 
 
-def _write_weights(path):
-  # Stands for ImageNet weights: a random ResNet with non-trivial running
-  # statistics, in torchvision's naming.
-  model = models.get_model(
-    'resnet18', embedding_dim=8, stage_filters=_STAGE_FILTERS
-  )
-  variables = model.init(
-    jax.random.key(7), np.zeros((1, 16, 16, 3), np.float32), train=False
-  )
-  rng = np.random.default_rng(0)
-  batch_stats = jax.tree.map(
-    lambda s: np.abs(s + 0.3 * rng.standard_normal(s.shape)).astype(np.float32),
-    variables['batch_stats'],
-  )
-  pretrained.save_resnet_torchvision(path, variables['params'], batch_stats)
-  return variables['params'], batch_stats
-
-
-def _last_state(workdir):
-  manager = ocp.CheckpointManager(workdir / 'checkpoints')
-  restored = manager.restore(
-    manager.latest_step(),
-    args=ocp.args.Composite(state=ocp.args.StandardRestore()),
-  )
-  manager.close()
-  return restored['state']
-
-
-def _without_embedding(params):
-  return {k: v for k, v in params.items() if k != 'embedding'}
-
-
 def _sop_records(data_dir):
   # 12 training products and 6 test products, 4 photos each; products
   # >= 11318 are SOP's test classes.
@@ -138,28 +107,16 @@ def _sop_records(data_dir):
   prepare_catalog_records('stanford_online_products', data_dir, splits)
 
 
-def test_tiny_protocol_end_to_end(tmp_path, monkeypatch):
+def test_tiny_protocol_end_to_end(tmp_path, first_train_states):
   data_dir = str(tmp_path / 'tfds')
   _sop_records(data_dir)
   weights = tmp_path / 'resnet18.safetensors'
-  params, batch_stats = _write_weights(weights)
+  params, batch_stats = write_random_resnet18(
+    weights, _STAGE_FILTERS, 16, seed=7
+  )
   config = _tiny(sop.get_config('proxy_anchor'), data_dir)
   config.model.init_from = str(weights)
   workdir = tmp_path / 'run'
-  first_states = []
-  make_steps = steps_lib.make_steps
-
-  def recording_make_steps(*args, **kwargs):
-    steps = make_steps(*args, **kwargs)
-
-    def train_step(state, batch):
-      if not first_states:
-        first_states.append(jax.device_get(state))
-      return steps.train(state, batch)
-
-    return steps._replace(train=train_step)
-
-  monkeypatch.setattr(steps_lib, 'make_steps', recording_make_steps)
   # 48 training images in batches of 8: all 3 steps fall in the
   # backbone's frozen first epoch.
   results = train.train_and_evaluate(config, str(workdir))
@@ -167,12 +124,12 @@ def test_tiny_protocol_end_to_end(tmp_path, monkeypatch):
   assert results['step'] == 3
   for key in ('recall@1', 'recall@10', 'recall@100', 'recall@1000', 'map@r'):
     assert 0 <= results[key] <= 1, key
-  state = _last_state(workdir)
+  state = last_checkpointed_state(workdir)
   # Frozen backbone and BatchNorm: still the loaded weights and statistics.
   jax.tree.map(
     np.testing.assert_array_equal,
-    _without_embedding(state['params']['backbone']),
-    _without_embedding(params),
+    without_embedding(state['params']['backbone']),
+    without_embedding(params),
   )
   jax.tree.map(
     np.testing.assert_array_equal,
@@ -182,7 +139,7 @@ def test_tiny_protocol_end_to_end(tmp_path, monkeypatch):
   # The new layers learned. An Adam step moves a parameter by at most
   # about (1 - b1) / sqrt(1 - b2) = 3.16 learning rates, usually by about
   # one: the proxies (100x) moved about 100x as far as the embedding (1x).
-  (start,) = first_states
+  (start,) = first_train_states
 
   def moved(new, old):
     return max(
@@ -215,7 +172,7 @@ def test_image_folder_fine_tuning(tmp_path):
     str(root), classes=('a', 'b', 'c'), per_class=8, size=(20, 24)
   )
   weights = tmp_path / 'resnet18.safetensors'
-  params, _ = _write_weights(weights)
+  params, _ = write_random_resnet18(weights, _STAGE_FILTERS, 16, seed=7)
   config = _tiny(
     image_folder_finetune.get_config('softmax'), str(tmp_path / 'tfds')
   )
@@ -224,9 +181,9 @@ def test_image_folder_fine_tuning(tmp_path):
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert results['step'] == 3
   assert 0 <= results['accuracy'] <= 1 and 0 <= results['recall@1'] <= 1
-  state = _last_state(tmp_path / 'run')
+  state = last_checkpointed_state(tmp_path / 'run')
   jax.tree.map(
     np.testing.assert_array_equal,
-    _without_embedding(state['params']['backbone']),
-    _without_embedding(params),
+    without_embedding(state['params']['backbone']),
+    without_embedding(params),
   )

@@ -10,6 +10,7 @@ import pytest
 
 import train
 from configs import tiny
+from tests.training.conftest import override
 from training import checkpointing, objectives
 from training import steps as steps_lib
 
@@ -27,13 +28,7 @@ def data_dir(tmp_path_factory):
 def _config(data_dir, loss=None, **overrides):
   config = tiny.get_config(loss)
   config.input.data_dir = data_dir
-  for dotted, value in overrides.items():
-    section, _, field = dotted.rpartition('.')
-    target = config
-    for key in filter(None, section.split('.')):
-      target = target[key]
-    target[field] = value
-  return config
+  return override(config, **overrides)
 
 
 def _params(workdir):
