@@ -52,11 +52,14 @@ def test_config_builds(module_name, loss):
   objective = objectives.get_objective(config.loss.name)
   assert config.input.name in input_pipeline.NAMES
   # config.model holds exactly the backbone's attributes, config.loss
-  # exactly the loss's hyperparameters.
+  # exactly the loss's hyperparameters (and the loss it was built for).
   assert set(config.model) - {'name'} == models.attribute_names(
     config.model.name
   )
-  assert set(config.loss) - {'name'} == set(objective.hyperparameters)
+  assert set(config.loss) - {'name', 'built_for'} == set(
+    objective.hyperparameters
+  )
+  assert config.loss.built_for == config.loss.name
   if loss is not None:
     assert config.loss.name == loss
   if objective.sampling == 'class_balanced':
@@ -130,6 +133,7 @@ def test_command_line_picks_loss_and_overrides_hyperparameters():
   assert config.loss.name == 'cosface'
   assert config.loss.margin == 0.2
   assert config.loss.scale == 64.0
+  assert config.loss.built_for == 'cosface'
 
 
 def test_command_line_sets_a_none_default_hyperparameter():
@@ -147,7 +151,7 @@ def test_command_line_rejects_another_losss_hyperparameter():
   # What train.py prints instead of config_flags' bare "'gamma'".
   assert train.unknown_override_message(argv) == (
     "--config.loss.gamma: config.loss has no field 'gamma'; its fields: "
-    'margin, name, scale'
+    'built_for, margin, name, scale'
   )
 
 

@@ -1,15 +1,18 @@
 """The objective registry: config sections, resolution, provenance, README."""
 
+import json
 import os
+import sys
 
 import ml_collections
 import pytest
+from absl import flags
+from ml_collections import config_flags
 
 from training import objectives
 
-_README = os.path.join(
-  os.path.dirname(os.path.dirname(os.path.dirname(__file__))), 'README.md'
-)
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+_README = os.path.join(_ROOT, 'README.md')
 _SOURCE_KINDS = (
   'paper: ',
   'official code: ',
@@ -47,7 +50,8 @@ def test_loss_config_holds_exactly_the_hyperparameters(name):
   objective = objectives.get_objective(name)
   config = objectives.loss_config(name)
   assert config.name == name
-  assert set(config) - {'name'} == set(objective.hyperparameters)
+  assert config.built_for == name
+  assert set(config) - {'name', 'built_for'} == set(objective.hyperparameters)
   hparams = objectives.resolve_hparams(objective, config)
   for key, hyperparameter in objective.hyperparameters.items():
     assert hparams[key] == hyperparameter.default
@@ -92,3 +96,128 @@ def test_unknown_hyperparameter_lists_the_valid_ones():
 def test_unknown_name_lists_valid_names():
   with pytest.raises(ValueError, match='valid names: arcface, center, '):
     objectives.get_objective('nope')
+
+
+def _command_line_config(*argv):
+  """The config train.py builds from `argv` (config_flags, locked)."""
+  argv = ['train.py', *argv]
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file(
+    'config',
+    None,
+    'Experiment config file.',
+    flag_values,
+    lock_config=True,
+    sys_argv=argv,
+  )
+  flag_values(argv)
+  return flag_values.config
+
+
+# The one line train.py prints for
+#   train.py --config=configs/digits.py:cosface --config.loss.name=arcface
+_RENAMED_SECTION_LINE = (
+  "train.py: ValueError: config.loss was built for the loss 'cosface', not "
+  "for 'arcface' (config.loss.name): changing config.loss.name alone keeps "
+  "cosface's section (scale=64.0, margin=0.35; arcface's defaults: "
+  'scale=64.0, margin=0.5). Pick the loss with the config argument (e.g. '
+  '--config=configs/digits.py:arcface) so that config.loss holds exactly its '
+  'hyperparameters. (--traceback shows where)'
+)
+
+
+def test_renaming_the_loss_on_the_command_line_is_refused(
+  tmp_path, monkeypatch
+):
+  # CosFace's section has ArcFace's fields: only the record of the loss it
+  # was built for tells that its margin 0.35 is CosFace's, not the user's.
+  import train  # pylint: disable=g-import-not-at-top
+
+  config = _command_line_config(
+    f'--config={_ROOT}/configs/digits.py:cosface', '--config.loss.name=arcface'
+  )
+  assert config.loss.built_for == 'cosface'
+  with pytest.raises(ValueError) as error:
+    train.train_and_evaluate(config, str(tmp_path / 'work'))
+  monkeypatch.setattr(sys, 'argv', ['train.py'])
+  assert train._one_line(error.value) == _RENAMED_SECTION_LINE
+  assert not os.path.exists(tmp_path / 'work' / 'checkpoints')
+
+
+def test_the_config_argument_picks_arcface_with_its_papers_margin():
+  config = _command_line_config(f'--config={_ROOT}/configs/digits.py:arcface')
+  objective = objectives.get_objective(config.loss.name)
+  hparams = objectives.resolve_hparams(objective, config.loss)
+  assert hparams.margin == 0.5
+  described = objectives.describe_hparams(objective, hparams)
+  assert described['margin'] == {
+    'value': 0.5,
+    'source': objective.hyperparameters['margin'].source,
+  }
+  assert described['margin']['source'].startswith('paper: ')
+
+
+def test_a_section_built_for_another_loss_is_refused_whatever_its_fields():
+  for built_for in objectives.names():
+    for name in objectives.names():
+      if name == built_for:
+        continue
+      config = objectives.loss_config(built_for)
+      config.name = name
+      objective = objectives.get_objective(name)
+      with pytest.raises(ValueError) as error:
+        objectives.resolve_hparams(objective, config)
+      message = str(error.value)
+      assert message.startswith(
+        f'config.loss was built for the loss {built_for!r}, not for '
+        f'{name!r} (config.loss.name)'
+      ), message
+      assert f'--config=configs/digits.py:{name})' in message
+
+
+def test_overrides_of_a_renamed_section_are_refused_too():
+  # Even a margin the user chose: the section (and the sampler the config
+  # argument sets) is still the other loss's.
+  config = _command_line_config(
+    f'--config={_ROOT}/configs/digits.py:cosface',
+    '--config.loss.name=arcface',
+    '--config.loss.margin=0.5',
+  )
+  with pytest.raises(ValueError, match="built for the loss 'cosface'"):
+    objectives.resolve_hparams(objectives.get_objective('arcface'), config.loss)
+
+
+def test_built_for_survives_locking_and_results_json():
+  config = ml_collections.ConfigDict(
+    {'loss': objectives.loss_config('cosface')}
+  )
+  config.lock()
+  config.loss.margin = 0.2
+  restored = ml_collections.ConfigDict(json.loads(config.to_json()))
+  assert restored.loss.built_for == 'cosface'
+  objective = objectives.get_objective('cosface')
+  hparams = objectives.resolve_hparams(objective, restored.loss)
+  described = objectives.describe_hparams(objective, hparams)
+  assert described['margin'] == {'value': 0.2, 'source': 'config'}
+  restored.loss.name = 'arcface'
+  with pytest.raises(ValueError, match="built for the loss 'cosface'"):
+    objectives.resolve_hparams(
+      objectives.get_objective('arcface'), restored.loss
+    )
+
+
+def test_a_section_built_by_other_means_still_resolves():
+  # No built_for (a hand-made section, a results.json of an older run):
+  # only its fields are checked.
+  config = ml_collections.ConfigDict({'name': 'arcface', 'margin': 0.3})
+  objective = objectives.get_objective('arcface')
+  hparams = objectives.resolve_hparams(objective, config)
+  assert hparams.margin == 0.3
+  described = objectives.describe_hparams(objective, hparams)
+  assert described['margin']['source'] == 'config'
+  assert described['scale']['source'].startswith('paper: ')
+
+
+def test_no_hyperparameter_is_named_like_a_bookkeeping_field():
+  for objective in objectives.all_objectives():
+    assert not {'name', objectives.BUILT_FOR} & set(objective.hyperparameters)

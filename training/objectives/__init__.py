@@ -63,17 +63,33 @@ def get_objective(name: str) -> Objective:
   return _OBJECTIVES[name]
 
 
+# The field of ``config.loss`` that names the loss `loss_config` built the
+# section for; `resolve_hparams` refuses a section built for another loss.
+BUILT_FOR = 'built_for'
+# Fields of ``config.loss`` that are not hyperparameters.
+_NOT_HYPERPARAMETERS = ('name', BUILT_FOR)
+_PICK_THE_LOSS = (
+  'Pick the loss with the config argument (e.g. '
+  '--config=configs/digits.py:{name}) so that config.loss holds exactly its '
+  'hyperparameters.'
+)
+
+
 def loss_config(name: str) -> ml_collections.ConfigDict:
   """``config.loss`` for the loss `name`: its name and hyperparameters.
 
   Every hyperparameter is present with its default, so any of them can be
   overridden from the command line (``--config.loss.margin=0.3``) and no
   field of another loss exists. A default of None stays overridable with a
-  value of the hyperparameter's type.
+  value of the hyperparameter's type. ``built_for`` (`BUILT_FOR`) records
+  the loss the section was built for: a later change of ``name`` alone
+  (``--config.loss.name=arcface`` on a CosFace config) would keep another
+  loss's values, and `resolve_hparams` refuses it.
   """
   objective = get_objective(name)
   config = ml_collections.ConfigDict()
   config.name = name
+  config[BUILT_FOR] = name
   for key, hyperparameter in objective.hyperparameters.items():
     if hyperparameter.default is None:
       value = ml_collections.config_dict.placeholder(hyperparameter.type)
@@ -83,26 +99,75 @@ def loss_config(name: str) -> ml_collections.ConfigDict:
   return config
 
 
+def _assignments(values: dict[str, Any]) -> str:
+  return ', '.join(f'{key}={value!r}' for key, value in values.items())
+
+
+def _unknown_fields_message(objective: Objective, unknown: list[str]) -> str:
+  valid = ', '.join(objective.hyperparameters) or '(none)'
+  return (
+    f'config.loss has {", ".join(unknown)}, which the loss '
+    f'{objective.name!r} does not have; its hyperparameters: {valid}.'
+  )
+
+
+def _other_loss_message(
+  objective: Objective,
+  built_for: str,
+  given: dict[str, Any],
+  unknown: list[str],
+) -> str:
+  name = objective.name
+  message = (
+    f'config.loss was built for the loss {built_for!r}, not for {name!r} '
+    f"(config.loss.name): changing config.loss.name alone keeps {built_for}'s "
+    'section'
+  )
+  if unknown:
+    return f'{message}. {_unknown_fields_message(objective, unknown)}'
+  values = {
+    key: given[key] for key in objective.hyperparameters if key in given
+  }
+  defaults = {key: h.default for key, h in objective.hyperparameters.items()}
+  return (
+    f'{message} ({_assignments(values) or "no hyperparameters"}; '
+    f"{name}'s defaults: {_assignments(defaults) or 'none'})."
+  )
+
+
 def resolve_hparams(
   objective: Objective, config: ml_collections.ConfigDict
 ) -> ml_collections.FrozenConfigDict:
   """The loss's hyperparameters from ``config.loss``, defaults filled in.
 
   Raises:
-    ValueError: when ``config.loss`` has a field that is not one of the
-      loss's hyperparameters (a typo, or the section of another loss after
-      ``--config.loss.name=...``); the message lists the valid ones.
+    ValueError: when ``config.loss`` was built (`loss_config`) for another
+      loss, whatever its fields: after ``--config.loss.name=...`` it holds
+      the other loss's values, which nobody chose for this one; or when it
+      has a field that is not one of the loss's hyperparameters (a typo).
+      The message names the losses, lists the valid hyperparameters and
+      says how to pick the loss.
   """
-  given = {key: value for key, value in config.items() if key != 'name'}
+  given = {
+    key: value
+    for key, value in config.items()
+    if key not in _NOT_HYPERPARAMETERS
+  }
   unknown = sorted(set(given) - set(objective.hyperparameters))
-  if unknown:
-    valid = ', '.join(objective.hyperparameters) or '(none)'
+  # A section built by other means (a test, an old results.json) has no
+  # BUILT_FOR: only its fields can be checked.
+  built_for = config.get(BUILT_FOR)
+  if built_for is not None and built_for != objective.name:
     raise ValueError(
-      f'config.loss has {", ".join(unknown)}, which the loss '
-      f'{objective.name!r} does not have; its hyperparameters: {valid}. '
-      'Pick the loss with the config argument (e.g. '
-      f'--config=configs/digits.py:{objective.name}) so that config.loss '
-      'holds exactly its hyperparameters.'
+      _other_loss_message(objective, built_for, given, unknown)
+      + ' '
+      + _PICK_THE_LOSS.format(name=objective.name)
+    )
+  if unknown:
+    raise ValueError(
+      _unknown_fields_message(objective, unknown)
+      + ' '
+      + _PICK_THE_LOSS.format(name=objective.name)
     )
   resolved = {}
   for key, hyperparameter in objective.hyperparameters.items():
@@ -116,8 +181,11 @@ def describe_hparams(
 ) -> dict[str, dict[str, Any]]:
   """name -> {'value', 'source'} of the resolved hyperparameters.
 
-  The source is the default's (paper, official code, ...) when the value
-  is the default, else ``'config'``: for the log and results.json.
+  For the log and results.json. The source is the default's (paper,
+  official code, ...) when the value is the default, else ``'config'``:
+  the config file or a command-line override set it. `resolve_hparams`
+  refuses a section built for another loss, so a value nobody set for this
+  loss never reaches here to be reported as the config's.
   """
   described = {}
   for key, hyperparameter in objective.hyperparameters.items():
@@ -152,6 +220,7 @@ def markdown_table() -> str:
 
 
 __all__ = [
+  'BUILT_FOR',
   'GlobalBatch',
   'HParams',
   'Hyperparameter',
