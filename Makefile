@@ -40,7 +40,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.pairwise_passes
 
 # Every loss against softmax on digits, 3 seeds (results/digits.md);
-# QUICK=1: one seed, 10 epochs, written under runs/compare_quick.
+# QUICK=1: a smoke test of the comparison machinery, not a result (one seed,
+# 8 epochs, no retrieval; written under runs/compare_quick).
 JOBS ?= 2
 COMPARE_MODE := $(if $(QUICK),:quick,)
 COMPARE_DIR := runs/compare$(if $(QUICK),_quick,)

@@ -41,6 +41,8 @@ _METRICS = {
 }
 _HEADLINE = ('accuracy', 'recall@1', 'map@r', 'nmi', 'map', 'of1')
 _REFERENCE_LOSSES = ('softmax', 'softmax_multilabel')
+# Runs of both a row and the reference row before a cell may be bold.
+MIN_RUNS_TO_MARK = 2
 
 
 def metric_title(key: str) -> str:
@@ -107,6 +109,9 @@ def _cell(stats, key, reference) -> str:
   text = f'{mean:.{digits}f}' + (f' ± {std:.{digits}f}' if count > 1 else '')
   if key == 'seconds' or reference is None:
     return text
+  # One run has no spread: nothing to tell a difference from seed noise by.
+  if count < MIN_RUNS_TO_MARK or reference[2] < MIN_RUNS_TO_MARK:
+    return text
   # Bold only a difference larger than the seeds' spread of both rows: a
   # mean ahead by less than that is noise at 3 seeds.
   spread = float(np.hypot(std, reference[1]))
@@ -117,7 +122,11 @@ def _cell(stats, key, reference) -> str:
 def task_table(
   records: Sequence[dict[str, Any]], task: str, metrics: Sequence[str]
 ) -> str:
-  """The markdown table of one task; cells better than softmax in bold."""
+  """The markdown table of one task; cells better than softmax in bold.
+
+  Bold needs `MIN_RUNS_TO_MARK` runs in both rows and a gain beyond their
+  combined standard deviation; a single seed marks nothing.
+  """
   summary = summarize(records, task, (*metrics, 'seconds'))
   reference_loss = next((n for n in _REFERENCE_LOSSES if n in summary), None)
   reference = summary.get(reference_loss, {})
@@ -181,6 +190,25 @@ def _overrides_text(task: ml_collections.ConfigDict) -> str:
   return ', '.join(flat) or 'none'
 
 
+def _cells_text(seed_list: Sequence[int]) -> str:
+  """What a cell holds and what its bold means, for the page's header."""
+  seeds = ', '.join(str(seed) for seed in seed_list)
+  if len(seed_list) < MIN_RUNS_TO_MARK:
+    return (
+      f'Each cell is the result of one run (seed {seeds}; the seed sets the '
+      'initialisation and the batch order). No cell is bold: one seed gives '
+      'no spread, so a difference from the softmax reference row cannot be '
+      f'told from seed noise (bold needs {MIN_RUNS_TO_MARK} or more seeds).'
+    )
+  return (
+    f'Each cell is the mean ± sample standard deviation over seeds {seeds} '
+    '(the seed sets the initialisation and the batch order). Bold: better '
+    "than the softmax reference row by more than the two rows' combined "
+    'standard deviation (√(s² + s_ref²)), where both rows have '
+    f'{MIN_RUNS_TO_MARK} or more runs.'
+  )
+
+
 def markdown(
   config: ml_collections.ConfigDict,
   records: Sequence[dict[str, Any]],
@@ -189,10 +217,12 @@ def markdown(
   figures: Sequence[str] = (),
 ) -> str:
   """The whole results page."""
-  seeds = ', '.join(str(seed) for seed in config.seeds)
-  lines = [
-    f'# Loss comparison: {config.name}',
-    '',
+  mode = config.get('mode', 'full')
+  title = f'# Loss comparison: {config.name}'
+  lines = [title + ('' if mode == 'full' else f' ({mode} mode)'), '']
+  if config.get('caveat'):
+    lines += [f'> {config.caveat}', '']
+  lines += [
     f'Written by `python -m benchmarks.compare` on '
     f'{datetime.date.today().isoformat()}: jax {jax.__version__}, '
     f'{cpuinfo.get_cpu_info()["brand_raw"]} ({os.cpu_count()} cores), '
@@ -200,13 +230,10 @@ def markdown(
     + (' (each single-threaded)' if jobs > 1 else '')
     + '.',
     '',
-    f'Each cell is the mean ± sample standard deviation over seeds {seeds} '
-    '(the seed sets the initialisation and the batch order). Bold: better '
-    "than the softmax reference row by more than the two rows' combined "
-    'standard deviation (√(s² + s_ref²)). `time s` is the wall-clock '
-    'time of one run, compilation and evaluation included. Hyperparameters '
-    "are each loss's defaults (sources in docs/losses.md §1); the schedule "
-    'is shared by every loss.',
+    _cells_text(config.seeds)
+    + ' `time s` is the wall-clock time of one run, compilation and '
+    "evaluation included. Hyperparameters are each loss's defaults (sources "
+    'in docs/losses.md §1); the schedule is shared by every loss.',
     '',
     "Metrics: accuracy from each loss's own classifier (none for the "
     'pair-wise losses); NCM accuracy assigns a test feature to the nearest '
@@ -297,10 +324,14 @@ def geometry_bars(
     arrow = '(lower: more compact)' if lower_is_better(key) else '(higher)'
     axis.set_title(f'{metric_title(key)} {arrow}', fontsize=9)
     axis.grid(axis='x', alpha=0.3)
-  figure.suptitle(
-    f'{config.name}, {config.figure_task}: mean ± std over '
-    f'{len(config.seeds)} seed(s); grey = softmax'
+  spread = (
+    f'mean ± std over {len(config.seeds)} seeds'
+    if len(config.seeds) >= MIN_RUNS_TO_MARK
+    else 'one run per loss, no spread'
   )
+  mode = config.get('mode', 'full')
+  name = config.name + ('' if mode == 'full' else f' ({mode} mode)')
+  figure.suptitle(f'{name}, {config.figure_task}: {spread}; grey = softmax')
   figure.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   figure.savefig(path, dpi=110)

@@ -42,19 +42,113 @@ def test_summarize_is_mean_and_sample_std():
 
 
 def test_table_marks_losses_better_than_softmax():
+  # Two seeds each (bold needs a spread), the same numbers for both.
   records = [
-    _record('a', 'softmax', 0, 1.0, accuracy=0.8, cosine_compactness=0.2),
-    _record('a', 'better', 0, 1.0, accuracy=0.9, cosine_compactness=0.1),
-    _record('a', 'worse', 0, 1.0, accuracy=0.7, cosine_compactness=0.3),
+    _record('a', loss, seed, 1.0, accuracy=acc, cosine_compactness=comp)
+    for loss, acc, comp in (
+      ('softmax', 0.8, 0.2),
+      ('better', 0.9, 0.1),
+      ('worse', 0.7, 0.3),
+    )
+    for seed in (0, 1)
   ]
   table = compare_report.task_table(
     records, 'a', ('accuracy', 'cosine_compactness')
   ).splitlines()
   assert table[0].startswith('| loss | accuracy ↑ | cos. compactness ↓')
-  assert table[2] == '| softmax (reference) | 0.800 | 0.200 | 1.0 |'
+  assert table[2] == (
+    '| softmax (reference) | 0.800 ± 0.000 | 0.200 ± 0.000 | 1.0 ± 0.0 |'
+  )
   # Higher accuracy and lower compactness are the better directions.
-  assert table[3] == '| better | **0.900** | **0.100** | 1.0 |'
-  assert table[4] == '| worse | 0.700 | 0.300 | 1.0 |'
+  assert table[3] == (
+    '| better | **0.900 ± 0.000** | **0.100 ± 0.000** | 1.0 ± 0.0 |'
+  )
+  assert table[4] == '| worse | 0.700 ± 0.000 | 0.300 ± 0.000 | 1.0 ± 0.0 |'
+
+
+def _one_seed_records():
+  # As the quick comparison wrote them: one seed per loss, softmax
+  # undertrained, Proxy-Anchor collapsed to one point (compactness 0).
+  return [
+    _record(
+      'classification',
+      'softmax',
+      0,
+      9.0,
+      accuracy=0.577,
+      cosine_compactness=0.076,
+    ),
+    _record(
+      'classification',
+      'g_softmax',
+      0,
+      9.0,
+      accuracy=0.612,
+      cosine_compactness=0.073,
+    ),
+    _record(
+      'classification',
+      'proxy_anchor',
+      0,
+      9.0,
+      accuracy=0.097,
+      cosine_compactness=0.0,
+    ),
+  ]
+
+
+def test_one_seed_marks_no_cell():
+  table = compare_report.task_table(
+    _one_seed_records(), 'classification', ('accuracy', 'cosine_compactness')
+  )
+  assert '**' not in table
+  assert '| g_softmax | 0.612 | 0.073 | 9.0 |' in table
+  assert '| proxy_anchor | 0.097 | 0.000 | 9.0 |' in table
+  # Two seeds of a loss against one of the reference: still no spread.
+  records = [
+    *_one_seed_records(),
+    _record('classification', 'g_softmax', 1, 9.0, accuracy=0.9),
+  ]
+  assert '**' not in compare_report.task_table(
+    records, 'classification', ('accuracy',)
+  )
+
+
+def test_quick_report_says_it_is_a_smoke_test_and_why_nothing_is_bold():
+  config = compare_digits.get_config('quick')
+  records = _one_seed_records()
+  config.tasks.classification.metrics = ('accuracy', 'cosine_compactness')
+  del config.tasks['multilabel']
+  page = compare_report.markdown(config, records, jobs=2)
+  lines = page.splitlines()
+  assert lines[0] == '# Loss comparison: digits (quick mode)'
+  assert lines[2].startswith('> Quick mode: a smoke test of ')
+  assert 'not a result' in lines[2]
+  assert f'One seed of {compare_digits.QUICK_EPOCHS} epochs' in lines[2]
+  assert 'No cell is bold: one seed gives no spread' in page
+  assert 'mean ± sample standard deviation' not in page
+  assert '**0.' not in page
+  # The full comparison's page keeps its rule and has no caveat.
+  full = compare_report.markdown(
+    compare_digits.get_config('full'), [], jobs=2
+  ).splitlines()
+  assert full[0] == '# Loss comparison: digits'
+  assert not any(line.startswith('>') for line in full)
+  assert any('Bold: better than the softmax' in line for line in full)
+
+
+def test_makefile_states_the_quick_modes_length():
+  makefile = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(__file__))), 'Makefile'
+  )
+  with open(makefile) as file:
+    text = ' '.join(file.read().split())
+  assert f'{compare_digits.QUICK_EPOCHS} epochs' in text
+  assert 'QUICK=1: a smoke test of the comparison machinery, not a result' in (
+    text.replace('# ', '')
+  )
+  for task in compare_digits.get_config('quick').tasks.values():
+    assert task.overrides.num_epochs == compare_digits.QUICK_EPOCHS
 
 
 def test_bad_comparison_configs_are_refused_before_training(tmp_path):
@@ -187,3 +281,27 @@ def test_each_data_set_is_prepared_once_before_the_workers(
     ('prepare', 'digits_multilabel', data_dir),
     ('train', 6, 2),
   ]
+
+
+def test_a_record_from_before_built_for_is_still_finished(tmp_path):
+  # comparison_run.json written before config.loss named the loss it was
+  # built for: the same experiment, so its numbers are reused.
+  config = compare_digits.get_config('smoke')
+  run = compare.plan(config, str(tmp_path))[0]
+  experiment = compare.experiment_config(
+    config.tasks[run.task], run.loss, run.seed
+  )
+  recorded = json.loads(experiment.to_json())
+  del recorded['loss']['built_for']
+  os.makedirs(run.workdir)
+  with open(os.path.join(run.workdir, 'comparison_run.json'), 'w') as file:
+    json.dump({'config': recorded, 'metrics': {}}, file)
+  assert compare.finished_record(run, config) == {
+    'config': recorded,
+    'metrics': {},
+  }
+  recorded['loss']['margin'] = 0.1
+  with open(os.path.join(run.workdir, 'comparison_run.json'), 'w') as file:
+    json.dump({'config': recorded, 'metrics': {}}, file)
+  with pytest.raises(ValueError, match='different experiment config'):
+    compare.finished_record(run, config)
