@@ -24,7 +24,7 @@ import numpy as np
 from scipy.spatial import distance as scipy_distance
 
 import losses
-from losses import checks
+from common import checks
 
 _METRICS = ('euclidean', 'cosine')
 
@@ -68,19 +68,8 @@ def _float_dtype(x: np.ndarray) -> np.dtype:
 
 
 def _validated(embeddings: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
-  checks.check_rank(embeddings, 2, 'embeddings', '[n, dim]')
-  checks.check_floating(embeddings, 'embeddings')
-  checks.check_rank(labels, 1, 'labels', '[n]')
-  checks.check_integer(labels, 'labels')
-  checks.check_dim(
-    np.shape(labels)[0],
-    np.shape(embeddings)[0],
-    'labels',
-    0,
-    'number of rows of `embeddings`',
-  )
-  if np.shape(labels)[0] == 0:
-    raise ValueError('`embeddings` must hold at least one row, received 0')
+  checks.check_embeddings_and_labels(embeddings, labels)
+  checks.check_non_empty(embeddings, 'embeddings')
   embeddings = np.asarray(embeddings)
   return embeddings.astype(_float_dtype(embeddings), copy=False), np.asarray(
     labels

@@ -17,7 +17,7 @@ from matplotlib import figure as mpl_figure
 from matplotlib.backends import backend_agg
 from sklearn import decomposition
 
-from losses import checks
+from common import checks
 
 _DPI = 150
 # tab10 keeps 10 classes (MNIST, CIFAR-10) clearly apart; tab20 goes to 20.
@@ -35,19 +35,8 @@ def _colours(num_classes: int) -> np.ndarray:
 
 
 def _check_features(embeddings: Any, labels: Any, name: str) -> None:
-  checks.check_rank(embeddings, 2, name, '[n, dim]')
-  checks.check_floating(embeddings, name)
-  checks.check_rank(labels, 1, 'labels', '[n]')
-  checks.check_integer(labels, 'labels')
-  checks.check_dim(
-    np.shape(labels)[0],
-    np.shape(embeddings)[0],
-    'labels',
-    0,
-    f'number of rows of `{name}`',
-  )
-  if np.shape(embeddings)[0] == 0:
-    raise ValueError(f'`{name}` must hold at least one row, received 0')
+  checks.check_embeddings_and_labels(embeddings, labels, embeddings_name=name)
+  checks.check_non_empty(embeddings, name)
   if np.shape(embeddings)[1] < 2:
     raise ValueError(
       f'`{name}` must have at least 2 feature dimensions to plot, received '

@@ -35,7 +35,7 @@ from sklearn import cluster
 from sklearn import metrics as sklearn_metrics
 
 import losses
-from losses import checks
+from common import checks
 
 _METRICS = ('cosine', 'euclidean')
 # Restarts of k-means for NMI; the clustering with the lowest inertia is kept.
@@ -60,19 +60,13 @@ def _check_ks(ks: Any) -> tuple[int, ...]:
 def _check_embeddings_and_labels(
   embeddings: Any, labels: Any, embeddings_name: str, labels_name: str
 ) -> None:
-  checks.check_rank(embeddings, 2, embeddings_name, '[n, dim]')
-  checks.check_floating(embeddings, embeddings_name)
-  checks.check_rank(labels, 1, labels_name, '[n]')
-  checks.check_integer(labels, labels_name)
-  checks.check_dim(
-    np.shape(labels)[0],
-    np.shape(embeddings)[0],
-    labels_name,
-    0,
-    f'number of rows of `{embeddings_name}`',
+  checks.check_embeddings_and_labels(
+    embeddings,
+    labels,
+    embeddings_name=embeddings_name,
+    labels_name=labels_name,
   )
-  if np.shape(labels)[0] == 0:
-    raise ValueError(f'`{embeddings_name}` must hold at least one row')
+  checks.check_non_empty(embeddings, embeddings_name)
 
 
 def _same_label_counts(
@@ -326,9 +320,8 @@ def top_k_neighbours(
       1,
       'dim of `queries`',
     )
+  checks.check_non_empty(queries, 'queries')
   num_queries = np.shape(queries)[0]
-  if num_queries == 0:
-    raise ValueError('`queries` must hold at least one row')
   available = num_queries - 1 if exclude_self else np.shape(references)[0]
   if k > available:
     raise ValueError(

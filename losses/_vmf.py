@@ -141,17 +141,7 @@ def vmf_direction_sums(
     for Image Classification and Retrieval
     <https://arxiv.org/abs/1802.09662>`_, Pattern Recognition 93, 2019.
   """
-  checks.check_rank(embeddings, 2, 'embeddings', '[batch, dim]')
-  checks.check_floating(embeddings, 'embeddings')
-  checks.check_rank(labels, 1, 'labels', '[batch]')
-  checks.check_integer(labels, 'labels')
-  checks.check_dim(
-    jnp.shape(labels)[0],
-    jnp.shape(embeddings)[0],
-    'labels',
-    0,
-    'batch of `embeddings`',
-  )
+  checks.check_embeddings_and_labels(embeddings, labels, rows='batch')
   checks.check_positive_int(num_classes, 'num_classes')
   dtype = checks.compute_dtype(embeddings)
   unit_embeddings = _pairwise.l2_normalize(jnp.asarray(embeddings, dtype))
