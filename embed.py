@@ -20,7 +20,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-import train
+from common import cli
 from inference import embed as embed_lib
 from inference import embeddings_file, export
 from inference import model as model_lib
@@ -65,11 +65,11 @@ def define_flags() -> None:
     None,
     'Platforms to export for, e.g. cpu,cuda (default: the current one).',
   )
-  flags.DEFINE_bool('traceback', False, 'Show tracebacks of user errors.')
+  cli.define_traceback_flag()
 
 
 # What a wrong path, name or file raises: said in one line.
-USER_ERRORS = (ValueError, TypeError, OSError, ImportError)
+USER_ERRORS = (*cli.USER_ERRORS, ImportError)
 
 
 def run() -> None:
@@ -123,13 +123,13 @@ def run() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(train.QuietLibraries())
+  logging.get_absl_handler().addFilter(cli.QuietLibraries())
   if jax.process_count() > 1:
     raise app.UsageError('embed.py runs in one process')
-  train.report_user_errors(run, traceback=FLAGS.traceback, errors=USER_ERRORS)
+  cli.report_user_errors(run, traceback=FLAGS.traceback, errors=USER_ERRORS)
 
 
 if __name__ == '__main__':
   define_flags()
   flags.mark_flags_as_required(['workdir'])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

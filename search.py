@@ -21,7 +21,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-import train
+from common import cli
 from inference import embed as embed_lib
 from inference import embeddings_file, picture, search_report
 from inference import model as model_lib
@@ -75,10 +75,10 @@ def define_flags() -> None:
   flags.DEFINE_integer(
     'batch_size', None, 'Images per step when embedding a query folder.'
   )
-  flags.DEFINE_bool('traceback', False, 'Show tracebacks of user errors.')
+  cli.define_traceback_flag()
 
 
-USER_ERRORS = (ValueError, TypeError, OSError, ImportError)
+USER_ERRORS = (*cli.USER_ERRORS, ImportError)
 
 
 def _same_model(
@@ -181,13 +181,13 @@ def run() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(train.QuietLibraries())
+  logging.get_absl_handler().addFilter(cli.QuietLibraries())
   if jax.process_count() > 1:
     raise app.UsageError('search.py runs in one process')
-  train.report_user_errors(run, traceback=FLAGS.traceback, errors=USER_ERRORS)
+  cli.report_user_errors(run, traceback=FLAGS.traceback, errors=USER_ERRORS)
 
 
 if __name__ == '__main__':
   define_flags()
   flags.mark_flags_as_required(['gallery'])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

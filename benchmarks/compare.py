@@ -36,6 +36,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from benchmarks import compare_report
+from common import cli
 from input_pipeline import preparation
 from training import objectives
 
@@ -345,9 +346,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   use_compilation_cache(os.path.join(_WORKDIR.value, 'compilation_cache'))
-  import train  # pylint: disable=g-import-not-at-top
-
-  logging.get_absl_handler().addFilter(train.QuietLibraries())
+  logging.get_absl_handler().addFilter(cli.QuietLibraries())
   config = _CONFIG.value
   start = time.perf_counter()
   records = run_all(config, _WORKDIR.value, jobs=_JOBS.value)

@@ -37,12 +37,10 @@ import jax
 import tensorflow_datasets as tfds
 from absl import app, flags, logging
 
-import input_pipeline
 import train
 from benchmarks import timing
 from configs import default as default_config
-from training import objectives, optimizers
-from training import steps as steps_lib
+from training import experiment as experiment_lib
 
 _LOSSES = flags.DEFINE_list(
   'losses', ['softmax', 'g_softmax'], 'Losses to run (registry names).'
@@ -87,29 +85,17 @@ def _config(loss: str, dtype: str):
 def _compiled_step(config):
   """The run's train step, its state and device batches, compiled.
 
-  Built as ``train.train_and_evaluate`` builds them.
+  Built by `training.experiment`, as ``train.train_and_evaluate`` builds
+  them.
 
   Returns:
     ``(step, compile seconds)``: ``step()`` runs ``--steps_per_rep`` steps
     from the initial state, cycling the device batches, and waits for them.
   """
-  objective = objectives.get_objective(config.loss.name)
-  hparams = objectives.resolve_hparams(objective, config.loss)
-  dataset = input_pipeline.create_dataset(config.input, seed=config.seed)
-  info = dataset.info
-  model = train._build_model(config, objective, hparams, info.num_classes)
-  num_steps = config.num_epochs * train._steps_per_epoch(dataset)
-  learning_rate_fn = optimizers.create_learning_rate_fn(
-    config.optimizer, num_steps
-  )
-  tx = optimizers.create_optimizer(config.optimizer, learning_rate_fn)
-  state = steps_lib.create_train_state(
-    jax.random.key(config.seed), model, info.image_shape, tx
-  )
-  steps = steps_lib.make_steps(
-    objective, hparams, learning_rate_fn, info.num_classes
-  )
-  state = steps.replicate(state)
+  experiment = experiment_lib.build(config)
+  dataset = experiment.dataset
+  steps = experiment.make_steps()
+  state = steps.replicate(experiment.initial_state())
   # pmap reshapes a batch on one device to its per-device layout.
   devices = jax.local_devices()
   if len(devices) > 1:

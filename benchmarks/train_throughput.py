@@ -5,11 +5,11 @@ loop exactly as ``train.py`` runs it, ``next(batches)`` from
 ``dataset.train_batches``, ``steps.train(state, batch)`` on the host batch,
 the loss guard with its reads at ``log_every_steps``, progress reports and
 metric writes. Evaluation and checkpoints are pushed beyond the run, which
-ends (by an exception out of the step) once the last chunk is timed. Two
-wrappers observe the run without changing what it does:
-``input_pipeline.create_dataset`` (to add up the time spent in
-``next(batches)``) and ``training.steps.make_steps`` (to start and stop the
-clocks after given steps, waiting for the device each time).
+ends (by an exception out of a loop hook) once the last chunk is timed. The
+run is observed without changing what it does: its data set's
+``train_batches`` timed (the time spent in ``next(batches)``), and a loop
+hook (`training.periodic`) that starts and stops the clocks after given
+steps, waiting for the device each time.
 
 - **step-only**: the same ``steps.train`` (the same compiled executable) on
   4 batches put on the device once (``jax.device_put``) and cycled, under
@@ -59,7 +59,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from unittest import mock
 
 import cpuinfo
 import jax
@@ -71,12 +70,12 @@ from absl import app, flags, logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-import input_pipeline
 import train
 from configs import cifar10 as cifar10_config
 from configs import default as default_config
 from input_pipeline import preparation
 from input_pipeline.datasets import catalog
+from training import experiment as experiment_lib
 from training import steps as steps_lib
 
 _QUICK = flags.DEFINE_bool(
@@ -148,11 +147,10 @@ class _Case:
 
 @dataclasses.dataclass
 class _Measurement:
-  """What the wrappers record during one run.
+  """What the observers record during one run.
 
   Attributes:
     dataset: the run's `input_pipeline.Dataset`.
-    calls: train steps the loop has called so far.
     next_seconds: time the loop spent in ``next(batches)`` so far.
     loop_chunks: ``(steps, seconds, seconds in next())`` per loop chunk.
     step_only_chunks: ``(steps, seconds)`` per step-only chunk.
@@ -160,7 +158,6 @@ class _Measurement:
   """
 
   dataset: Any = None
-  calls: int = 0
   next_seconds: float = 0.0
   loop_chunks: list[tuple[int, float, float]] = dataclasses.field(
     default_factory=list
@@ -253,58 +250,46 @@ def _step_only(train_fn: Callable, state, measurement, num_steps: int):
   measurement.step_only_chunks.append((num_steps, time.perf_counter() - start))
 
 
-@contextlib.contextmanager
-def _observed(measurement: _Measurement, events):
-  """Wraps the dataset and the steps that train_and_evaluate builds."""
-  create_dataset = input_pipeline.create_dataset
-  make_steps = steps_lib.make_steps
+def _observer(measurement: _Measurement, events) -> Callable[..., None]:
+  """A loop hook (`training.periodic`) that runs the schedule's actions."""
+  loop_start = next_start = 0.0
 
-  def observed_dataset(*args, **kwargs):
-    dataset = create_dataset(*args, **kwargs)
-    measurement.dataset = dataset
-    train_batches = dataset.train_batches
-    dataset.train_batches = lambda start_step=0: _timed_next(
-      train_batches(start_step), measurement
-    )
-    return dataset
-
-  def observed_steps(*args, **kwargs):
-    steps = make_steps(*args, **kwargs)
-    loop_start = next_start = 0.0
-
-    def train_fn(state, batch):
-      nonlocal loop_start, next_start
-      state, metrics = steps.train(state, batch)
-      measurement.calls += 1
-      actions = events.get(measurement.calls, ())
-      if actions:
-        jax.block_until_ready((state, metrics))
-      for action, size in actions:
-        if action == 'step_only':
-          # Its updates are dropped: the loop goes on from its own state.
-          _step_only(steps.train, state, measurement, size)
-        elif action == 'loop_start':
-          loop_start = time.perf_counter()
-          next_start = measurement.next_seconds
-        elif action == 'loop_stop':
-          measurement.loop_chunks.append(
-            (
-              size,
-              time.perf_counter() - loop_start,
-              measurement.next_seconds - next_start,
-            )
+  def hook(step, state, steps):
+    nonlocal loop_start, next_start
+    actions = events.get(step, ()) if step else ()
+    if actions:
+      jax.block_until_ready(state)
+    for action, size in actions:
+      if action == 'step_only':
+        # Its updates are dropped: the loop goes on from its own state.
+        _step_only(steps.train, state, measurement, size)
+      elif action == 'loop_start':
+        loop_start = time.perf_counter()
+        next_start = measurement.next_seconds
+      elif action == 'loop_stop':
+        measurement.loop_chunks.append(
+          (
+            size,
+            time.perf_counter() - loop_start,
+            measurement.next_seconds - next_start,
           )
-        else:
-          raise _WindowMeasured
-      return state, metrics
+        )
+      else:
+        raise _WindowMeasured
 
-    return steps._replace(train=train_fn)
+  return hook
 
-  with (
-    mock.patch.object(input_pipeline, 'create_dataset', observed_dataset),
-    mock.patch.object(steps_lib, 'make_steps', observed_steps),
-  ):
-    yield
+
+def _observed_experiment(config, measurement: _Measurement):
+  """The run, its training batches timed (`_timed_next`)."""
+  experiment = experiment_lib.build(config)
+  dataset = experiment.dataset
+  measurement.dataset = dataset
+  train_batches = dataset.train_batches
+  dataset.train_batches = lambda start_step=0: _timed_next(
+    train_batches(start_step), measurement
+  )
+  return experiment
 
 
 def _pipeline_alone(dataset) -> float:
@@ -329,12 +314,15 @@ def _run(case: _Case, warmup: int) -> dict[str, Any]:
   measurement = _Measurement()
   settle = int(case.config.input.prefetch)
   events = _schedule(warmup, settle, case.steps, case.rounds)
-  with (
-    tempfile.TemporaryDirectory() as workdir,
-    _observed(measurement, events),
-  ):
+  experiment = _observed_experiment(case.config, measurement)
+  with tempfile.TemporaryDirectory() as workdir:
     try:
-      train.train_and_evaluate(case.config, workdir)
+      train.train_and_evaluate(
+        case.config,
+        workdir,
+        experiment=experiment,
+        hooks=[_observer(measurement, events)],
+      )
     except _WindowMeasured:
       pass
     else:

@@ -551,3 +551,30 @@ def retrieval_metrics(
   if with_nmi:
     result['nmi'] = kmeans_nmi(embeddings, labels, metric=metric, seed=seed)
   return result
+
+
+def without_self(
+  indices: np.ndarray, scores: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+  """Drops each query's own gallery row from its k + 1 neighbours.
+
+  Args:
+    indices: ``[n, k + 1]`` gallery rows found for queries that are
+      themselves gallery rows.
+    scores: their ``[n, k + 1]`` scores.
+    rows: ``[n]`` each query's own gallery row.
+
+  Returns:
+    ``(indices, scores)``, each ``[n, k]``: without the own row, or, where
+    it was not found (a duplicate scored first, an approximate search
+    missed it), without the last neighbour.
+  """
+  n, k_plus_one = indices.shape
+  own = indices == np.asarray(rows)[:, None]
+  drop = np.where(own.any(axis=1), own.argmax(axis=1), k_plus_one - 1)
+  keep = np.ones_like(own)
+  keep[np.arange(n), drop] = False
+  return (
+    indices[keep].reshape(n, k_plus_one - 1),
+    scores[keep].reshape(n, k_plus_one - 1),
+  )

@@ -14,7 +14,7 @@ Needs ``pip install -e '.[ann]'`` (faiss-cpu, about 66 MB installed).
 
 import numpy as np
 
-from inference import search as search_lib
+from evaluation import retrieval
 
 DEFAULT_FACTORY = 'HNSW32,Flat'
 _DEFAULT_PARAMETERS = (('HNSW', 'efSearch=64'), ('IVF', 'nprobe=16'))
@@ -113,4 +113,4 @@ def search(
   if not exclude_self:
     return query(index, queries, k, parameters)
   indices, scores = query(index, queries, k + 1, parameters)
-  return search_lib.without_self(indices, scores, np.arange(len(queries)))
+  return retrieval.without_self(indices, scores, np.arange(len(queries)))

@@ -10,8 +10,8 @@ Two sources:
   whatever the data set stores (the digits store 0..16).
   For a model trained on an image folder the files of that folder become
   exactly the evaluation's inputs.
-* Examples of the model's prepared data set (`split_images`), read through
-  `Dataset.eval_batches`, the evaluation's own batches.
+* Examples of the model's prepared data set: `input_pipeline.Dataset.images`
+  reads them through the evaluation's own batches.
 """
 
 import dataclasses
@@ -86,7 +86,7 @@ class Transform:
     """
     # The preparation's own decoding: PIL, grey or RGB, its resize.
     decoded = [
-      image_folder._decoded(path, self.channels, self.decode_size)
+      image_folder.decode_image(path, self.channels, self.decode_size)
       for path in paths
     ]
     batch = augment.make_batch(
@@ -171,40 +171,3 @@ def list_folder(root: str) -> FolderImages:
   return FolderImages(
     root, tuple(paths), np.asarray(labels, np.int64), class_names
   )
-
-
-def split_images(
-  dataset, split: str, positions: Sequence[int], batch_size: int
-) -> dict[int, np.ndarray]:
-  """The evaluation's input images of some examples of a split.
-
-  Reads the split's evaluation batches in order and stops once every
-  position was seen.
-
-  Args:
-    dataset: an `input_pipeline.Dataset` (one process).
-    split: ``'train'`` or ``'test'``.
-    positions: example positions in the split's view (as `eval_batches`
-      numbers them with ``with_index=True``).
-    batch_size: rows per batch read.
-
-  Returns:
-    position -> float32 ``[H, W, C]`` image.
-
-  Raises:
-    ValueError: `dataset` is one process's shard of a multi-process run.
-  """
-  if dataset.process_count > 1:
-    raise ValueError(
-      'split_images reads a whole split: open the data set in one process'
-    )
-  wanted = {int(p) for p in positions}
-  found: dict[int, np.ndarray] = {}
-  for batch in dataset.eval_batches(split, batch_size, with_index=True):
-    for row in np.flatnonzero(batch['mask']):
-      index = int(batch['index'][row])
-      if index in wanted:
-        found[index] = batch['image'][row]
-    if len(found) == len(wanted):
-      break
-  return found

@@ -1,13 +1,11 @@
 """A trained model loaded from its workdir, ready to embed images.
 
-Everything is rebuilt the way ``train.py`` built it, from the run's own
-config (``results.json``, or one given explicitly for a run that has not
-finished): the same model (``train._build_model``), the same train state
-(`steps.create_train_state`), restored by `checkpointing.Checkpointer` from
-the newest checkpoint (which also checks that the checkpoint belongs to
-that config), and the evaluation step of `steps.make_steps`. Nothing of the
-training code is repeated here, so an embedding is what the evaluation
-computes.
+The run is rebuilt by `training.experiment.build` from its own config
+(``results.json``, or one given explicitly for a run that has not
+finished), as ``train.py`` built it; its state is restored by
+`checkpointing.Checkpointer` from the newest checkpoint (which also checks
+that the checkpoint belongs to that config), and images are embedded by
+the evaluation's own step. So an embedding is what the evaluation computes.
 """
 
 import dataclasses
@@ -19,14 +17,10 @@ import jax
 import ml_collections
 import numpy as np
 
-import input_pipeline
-import train
 from inference import images as images_lib
-from input_pipeline import sources
-from training import checkpointing, objectives, optimizers
+from training import checkpointing, objectives
+from training import experiment as experiment_lib
 from training import steps as steps_lib
-
-RESULTS_FILE = 'results.json'
 
 
 def _tuples(value: Any) -> Any:
@@ -45,7 +39,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     FileNotFoundError: the run has not finished (or `workdir` is wrong);
       the message says to pass the config instead.
   """
-  path = os.path.join(workdir, RESULTS_FILE)
+  path = os.path.join(workdir, experiment_lib.RESULTS_FILE)
   if not os.path.isfile(path):
     raise FileNotFoundError(
       f'{path} does not exist: the run in {workdir!r} has not finished, or '
@@ -99,13 +93,7 @@ class TrainedModel:
 
     `b` must be a multiple of `batch_multiple`; a fixed `b` compiles once.
     """
-    info = self.dataset.info
-    label_shape = (info.num_classes,) if info.multilabel else ()
-    # Only the class scores read labels, and only their shape matters.
-    labels = np.zeros((len(images), *label_shape), np.int32)
-    outputs = self.steps.evaluate(
-      self.replicated_state, {'image': images, 'label': labels}
-    )
+    outputs = self.steps.evaluate(self.replicated_state, {'image': images})
     return np.asarray(outputs['embeddings'])
 
 
@@ -134,67 +122,33 @@ def load(
     )
   if config is None:
     config = read_config(workdir)
-  objective = objectives.get_objective(config.loss.name)
-  hparams = objectives.resolve_hparams(objective, config.loss)
-  dataset = input_pipeline.create_dataset(config.input, seed=config.seed)
-  info = dataset.info
-  # The spec completed from the prepared data (image folders: the stored
-  # shape and the transform their size implies), as the pipeline uses it.
-  spec = sources.open_set(config.input).spec
+  experiment = experiment_lib.build(config)
+  dataset = experiment.dataset
   transform = images_lib.Transform.of_data_set(
-    spec,
-    info.image_shape,
+    dataset.spec,
+    dataset.info.image_shape,
     config.input.get('image_size'),
     config.input.get('normalization'),
   )
-  model = train._build_model(config, objective, hparams, info.num_classes)
-  # The schedule's length does not shape the optimiser state that the
-  # checkpoint is restored into.
-  learning_rate_fn = optimizers.create_learning_rate_fn(
-    config.optimizer, max(int(config.num_train_steps), 1)
-  )
-  tx = optimizers.create_optimizer(config.optimizer, learning_rate_fn)
-  # The state's structure, shapes and dtypes only: nothing is initialised or
-  # compiled (several seconds on a CPU) for values the checkpoint replaces.
-  # Runs with a cross-batch memory checkpoint it in their state.
-  memory = config.get('memory')
-  abstract_state = jax.eval_shape(
-    lambda: steps_lib.create_train_state(
-      jax.random.key(config.seed),
-      model,
-      info.image_shape,
-      tx,
-      memory_size=memory.size if memory else 0,
-    )
-  )
+  # The state's structure only: nothing is initialised or compiled for
+  # values the checkpoint replaces.
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract_state = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-    abstract_state,
-  )
   checkpointer = checkpointing.Checkpointer(
     workdir, config, max_to_keep=config.max_checkpoints_to_keep
   )
   try:
-    restored = checkpointer.restore(abstract_state)
+    restored = checkpointer.restore(experiment.abstract_state(device))
   finally:
     checkpointer.close()
   if restored is None:
     raise FileNotFoundError(f'{checkpointer.directory} holds no checkpoint')
-  steps = steps_lib.make_steps(
-    objective,
-    hparams,
-    learning_rate_fn,
-    info.num_classes,
-    parallelism=config.parallelism,
-    memory=memory,
-  )
+  steps = experiment.make_steps()
   return TrainedModel(
     workdir=workdir,
     config=config,
     step=int(restored.step),
-    objective=objective,
-    hparams=hparams,
+    objective=experiment.objective,
+    hparams=experiment.hparams,
     dataset=dataset,
     transform=transform,
     state=restored,

@@ -1,16 +1,9 @@
-"""Retrieval results as a picture: queries and their top-k neighbours.
+"""A search's results as a picture (``search.py --picture``).
 
-`evaluation.plots.plot_retrieval` draws the grid (neighbours framed green
-when they share the query's class, red when not); this module picks the
-queries, finds their neighbours and fetches the images:
-
-* `write_split_retrieval`: the end of a training run (``retrieval.png``),
-  the test split searched among itself, as the retrieval metrics do;
-* `write_search`: some queries of a search (``search.py --picture``), their
-  images read back from the files or the split the embeddings came from.
-
-It imports neither the model nor the training code, so that the training
-loop can use it.
+Some queries and their top-k neighbours, their images read back from the
+files or the split the embeddings came from; `evaluation.plots` draws the
+grid (neighbours framed green when they share the query's class, red when
+not).
 """
 
 import os
@@ -19,108 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from evaluation import plots, retrieval
+from evaluation import pictures, plots
 from inference import embeddings_file
 from inference import images as images_lib
 from inference import search as search_lib
 
-NUM_QUERIES = 8
-K = 8
-
-
-def choose_queries(
-  count: int, labels: np.ndarray | None, num_queries: int, seed: int
-) -> np.ndarray:
-  """Rows to show: one random member of each of the first `num_queries`
-  classes (in class order), or without labels `num_queries` random rows.
-
-  Args:
-    count: the rows to choose from.
-    labels: their ``[count]`` class ids, or None.
-    num_queries: the most rows to choose.
-    seed: the choice's random seed.
-
-  Returns:
-    int64 rows, sorted by class (without labels: by row).
-  """
-  rng = np.random.default_rng(seed)
-  if labels is None:
-    return np.sort(rng.choice(count, min(num_queries, count), replace=False))
-  labels = np.asarray(labels)
-  return np.asarray(
-    [
-      rng.choice(np.flatnonzero(labels == label))
-      for label in np.unique(labels)[:num_queries]
-    ],
-    np.int64,
-  )
-
 
 def _captions(names: Sequence[str], rows: np.ndarray) -> list[str]:
   return [str(names[row]) for row in rows]
-
-
-def write_split_retrieval(
-  path: str | os.PathLike,
-  embeddings: np.ndarray,
-  labels: np.ndarray,
-  *,
-  dataset: Any,
-  split: str,
-  batch_size: int,
-  class_names: Sequence[str] | None = None,
-  title: str | None = None,
-  seed: int = 0,
-  num_queries: int = NUM_QUERIES,
-  k: int = K,
-) -> str:
-  """Queries of a split and their nearest neighbours among the split.
-
-  Each query's own row is excluded, as in the retrieval metrics (cosine).
-
-  Args:
-    path: the PNG to write.
-    embeddings: ``[n, dim]`` embeddings of the split, in its order.
-    labels: ``[n]`` their class ids.
-    dataset: the `input_pipeline.Dataset` holding the split's images.
-    split: ``'train'`` or ``'test'``.
-    batch_size: rows per batch when reading the images.
-    class_names: names of the class ids, for the captions.
-    title: the picture's title.
-    seed: picks the queries.
-    num_queries: rows of the picture (one query per class, at most).
-    k: neighbours per query (at most n - 1).
-
-  Returns:
-    `path`.
-  """
-  labels = np.asarray(labels)
-  rows = choose_queries(len(labels), labels, num_queries, seed)
-  k = min(k, len(labels) - 1)
-  # k + 1 neighbours among all rows, then each query's own row dropped.
-  scores, indices = retrieval.top_k_neighbours(
-    np.asarray(embeddings)[rows], embeddings, k=k + 1
-  )
-  indices, scores = search_lib.without_self(indices, scores, rows)
-  images = images_lib.split_images(
-    dataset, split, np.concatenate([rows, indices.ravel()]), batch_size
-  )
-  names = (
-    [str(name) for name in class_names]
-    if class_names is not None
-    else [str(label) for label in range(int(labels.max()) + 1)]
-  )
-  label_names = np.asarray(names)[labels]
-  return plots.plot_retrieval(
-    np.stack([images[row] for row in rows]),
-    np.stack([[images[index] for index in row] for row in indices]),
-    path,
-    scores=scores,
-    correct=labels[indices] == labels[rows][:, None],
-    query_captions=list(label_names[rows]),
-    neighbour_captions=[list(label_names[row]) for row in indices],
-    title=title,
-  )
 
 
 def images_of(
@@ -155,9 +54,7 @@ def images_of(
       f'on {dataset.info.name!r}: cannot read their images'
     )
   positions = embeddings.indices[rows]
-  found = images_lib.split_images(
-    dataset, embeddings.split, positions, batch_size
-  )
+  found = dataset.images(embeddings.split, positions, batch_size)
   return np.stack([found[int(position)] for position in positions])
 
 
@@ -170,7 +67,7 @@ def write_search(
   transform: images_lib.Transform,
   dataset: Any,
   batch_size: int,
-  num_queries: int = NUM_QUERIES,
+  num_queries: int = pictures.NUM_QUERIES,
   seed: int = 0,
   title: str | None = None,
 ) -> str:
@@ -191,7 +88,9 @@ def write_search(
   Returns:
     `path`.
   """
-  rows = choose_queries(len(queries), queries.labels, num_queries, seed)
+  rows = pictures.choose_queries(
+    len(queries), queries.labels, num_queries, seed
+  )
   indices = neighbours.indices[rows]
   scores = neighbours.scores[rows]
   correct = search_lib.correct(queries, gallery, neighbours)

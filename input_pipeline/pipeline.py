@@ -28,7 +28,7 @@ zeros with ``mask`` False.
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grain
@@ -88,6 +88,8 @@ class Dataset:
 
   Attributes:
     info: the `DatasetInfo`.
+    spec: the set's `DataSetSpec`, completed from the prepared data (image
+      folders: the stored image shape).
     global_batch_size: training batch over all processes.
     local_batch_size: this process's rows of it.
     process_index: this process.
@@ -117,7 +119,7 @@ class Dataset:
     self.process_index = process_index
     self.process_count = process_count
     self.steps_per_epoch = sampler.steps_per_epoch
-    self._spec = spec
+    self.spec = spec
     self._views = {'train': train_view, 'test': test_view}
     self._sampler = sampler
     self._seed = seed
@@ -141,7 +143,7 @@ class Dataset:
     """int32 ``[k]`` class ids or ``[k, num_classes]`` multi-hot targets."""
     if view.labels is not None:
       return view.labels[positions].astype(np.int32)
-    spec = self._spec
+    spec = self.spec
     values = [_nested(record, spec.label_key) for record in records]
     if spec.label_format == 'class_id':
       return np.asarray(values, dtype=np.int32).reshape(len(records))
@@ -169,7 +171,7 @@ class Dataset:
       images,
       kind=self._transform_kind,
       out_shape=self._decoded_shape,
-      max_pixel_value=self._spec.max_pixel_value,
+      max_pixel_value=self.spec.max_pixel_value,
       draws=draws,
     )
     batch = augment_lib.normalize(batch, self._normalization)
@@ -280,6 +282,41 @@ class Dataset:
       return batch
 
     return self._iterate(0, num_batches, make)
+
+  def images(
+    self, split: str, positions: Sequence[int], batch_size: int
+  ) -> dict[int, np.ndarray]:
+    """The evaluation's input images of some examples of a split.
+
+    Reads the split's evaluation batches in order and stops once every
+    position was seen.
+
+    Args:
+      split: ``'train'`` or ``'test'``.
+      positions: example positions in the split's view (as `eval_batches`
+        numbers them with ``with_index=True``).
+      batch_size: rows per batch read.
+
+    Returns:
+      position -> ``[H, W, C]`` image.
+
+    Raises:
+      ValueError: this is one process's shard of a multi-process run.
+    """
+    if self.process_count > 1:
+      raise ValueError(
+        'Dataset.images reads a whole split: open the data set in one process'
+      )
+    wanted = {int(p) for p in positions}
+    found: dict[int, np.ndarray] = {}
+    for batch in self.eval_batches(split, batch_size, with_index=True):
+      for row in np.flatnonzero(batch['mask']):
+        index = int(batch['index'][row])
+        if index in wanted:
+          found[index] = batch['image'][row]
+      if len(found) == len(wanted):
+        break
+    return found
 
 
 def _output_shape(

@@ -9,7 +9,7 @@ Safe under concurrency (two runs sharing a data dir, the workers of
 ``benchmarks.compare``, the processes of a multi-host run on a shared file
 system): one process prepares a set while holding the lock file
 ``DATA_DIR/.<name>.lock`` (for ``DATA_DIR/<name>[/<config>]/<version>``;
-see `input_pipeline.locks`), the others wait for it and then read the
+see `common.locks`), the others wait for it and then read the
 finished copy. TFDS prepares into ``incomplete.*`` beside the version dir
 and renames it into place only once ``dataset_info.json`` is written, so a
 set counts as prepared exactly when its version dir holds that file
@@ -17,7 +17,7 @@ set counts as prepared exactly when its version dir holds that file
 dirs, which the next preparer removes before it starts again.
 
 A waiter gives up after ``$DISCFEAT_PREPARE_TIMEOUT`` seconds (default
-`DEFAULT_TIMEOUTS`, per origin) with `locks.PreparationLockTimeout`, naming
+`DEFAULT_TIMEOUTS`, per origin) with `common.locks.LockTimeout`, naming
 the lock and its holder. In a multi-process JAX run, `process_0_first` lets
 process 0 prepare before the others look.
 """
@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import tensorflow_datasets as tfds
 from absl import logging
 
-from input_pipeline import locks
+from common import locks
 from input_pipeline.datasets import catalog, digits, image_folder
 
 _EMBEDDED_BUILDERS = {
@@ -134,14 +134,20 @@ def prepare_once(
     `version_dir`, prepared.
 
   Raises:
-    locks.PreparationLockTimeout: another process held the lock too long.
+    locks.LockTimeout: another process held the lock too long.
     RuntimeError: `build` returned without preparing `version_dir`.
   """
   if is_prepared(version_dir):
     return version_dir
   timeout = lock_timeout(origin) if timeout is None else timeout
   path = lock_path(version_dir, data_dir)
-  with locks.holding(path, purpose=purpose, timeout=timeout):
+  with locks.holding(
+    path,
+    purpose=purpose,
+    timeout=timeout,
+    timeout_advice=f'To wait longer, raise the timeout (${TIMEOUT_ENV}, in '
+    'seconds).',
+  ):
     # Another process may have finished it while this one waited.
     if is_prepared(version_dir):
       return version_dir

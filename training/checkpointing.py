@@ -7,22 +7,13 @@ anything. Only orbax's array storage and JSON are read back: nothing is
 unpickled or executed.
 """
 
-import contextlib
 import json
 import os
-import signal
-import threading
-from collections.abc import Iterator
 from typing import Any
 
-import filelock
-import jax
 import ml_collections
 import orbax.checkpoint as ocp
-from absl import logging
-from jax.experimental import multihost_utils
 
-from input_pipeline import locks
 from training import steps as steps_lib
 
 # Config fields that change what a checkpoint's arrays mean; everything else
@@ -157,91 +148,6 @@ class Checkpointer:
       force=True,
     )
 
-  def wait_until_finished(self) -> None:
-    self._manager.wait_until_finished()
-
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
-
-
-class WorkdirInUseError(RuntimeError):
-  """Another live run holds the workdir."""
-
-
-@contextlib.contextmanager
-def exclusive_workdir(workdir: str, purpose: str) -> Iterator[None]:
-  """Holds the workdir for this run; a second live run is refused at once.
-
-  Each process of a run locks ``workdir/.run-<process index>.lock``: a
-  kernel lock, which the operating system drops however the holder ends, so
-  a dead run's lock is simply taken over. Beside it a holder record names
-  the run for the error a second run gets.
-
-  Raises:
-    WorkdirInUseError: the lock is held; the message names the holder (pid,
-      host, since when, its command line).
-  """
-  lock_path = os.path.join(
-    os.path.abspath(workdir), f'.run-{jax.process_index()}.lock'
-  )
-  os.makedirs(workdir, exist_ok=True)
-  lock = filelock.FileLock(lock_path)
-  try:
-    lock.acquire(timeout=0)
-  except filelock.Timeout:
-    holder = locks.read_holder(lock_path)
-    who = holder.describe() if holder else 'a run that left no record'
-    raise WorkdirInUseError(
-      f'{os.path.abspath(workdir)} is in use by a live run: {who}. Wait for '
-      'it to finish, stop it, or use another --workdir.'
-    ) from None
-  try:
-    locks.write_holder(lock_path, locks.Holder.this_process(purpose))
-    yield
-  finally:
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(lock_path + locks.HOLDER_SUFFIX)
-    lock.release()
-
-
-class PreemptionNotice:
-  """Tells the training loop at which step to save and stop on preemption.
-
-  One process: SIGTERM sets a flag, read at the next step. Several
-  processes: every process must save the same step, whichever of them got
-  the signal (a scheduler may signal one or all). JAX's preemption sync
-  service does that: it listens for SIGTERM in every process, propagates a
-  notice to all, and `reached_preemption_sync_point(step)` turns True at the
-  same step everywhere (one past the largest step any process had reached).
-  A Python SIGTERM handler would replace the service's, so none is
-  installed then.
-  """
-
-  def __init__(self):
-    self._event = threading.Event()
-    self._previous = None
-    self._collective = jax.process_count() > 1
-
-  def install(self) -> None:
-    if self._collective:
-      return
-    if threading.current_thread() is not threading.main_thread():
-      return  # Signal handlers can only be set from the main thread.
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-  def uninstall(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
-
-  def _handle(self, signum, frame):
-    del frame
-    logging.warning('Received signal %d: saving and stopping.', signum)
-    self._event.set()
-
-  def reached(self, step: int) -> bool:
-    """Whether to save `step` and stop; called once at every step."""
-    if self._collective:
-      return multihost_utils.reached_preemption_sync_point(step)
-    return self._event.is_set()

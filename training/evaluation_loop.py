@@ -8,6 +8,7 @@ clustering for single-label data, mAP and precision/recall/F1 for
 multi-label data.
 """
 
+import functools
 import os
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 import evaluation
-from inference import picture
+from evaluation import pictures
 from training import steps as steps_lib
 
 
@@ -56,7 +57,19 @@ def collect(eval_step, state, dataset, split: str, batch_size: int):
 
 
 def _model_inputs(batch):
-  return {'image': batch['image'], 'label': batch['label']}
+  return {'image': batch['image']}
+
+
+def evaluator(run, eval_step):
+  """`evaluate` bound to a run (`experiment.Experiment`) and its step."""
+  return functools.partial(
+    evaluate,
+    eval_step=eval_step,
+    dataset=run.dataset,
+    objective=run.objective,
+    hparams=run.hparams,
+    config=run.config,
+  )
 
 
 def evaluate(
@@ -113,6 +126,9 @@ def evaluate(
         train['embeddings'], train['label'], embeddings, labels
       )
     )
+  # The test split's classes by its own labels (class-disjoint runs: the
+  # held-out classes, labelled from 0).
+  names = dataset.info.test_class_names
   if final and workdir and config.write_features and jax.process_index() == 0:
     # The test features themselves, for figures across runs (e.g. the
     # comparison's grid) without re-running the model.
@@ -120,9 +136,11 @@ def evaluate(
       os.path.join(workdir, 'test_features.npz'),
       embeddings=embeddings,
       labels=labels,
+      class_names=np.asarray(
+        names if names else [str(i) for i in range(int(labels.max()) + 1)]
+      ),
     )
   if final and workdir and config.write_plots and jax.process_index() == 0:
-    names = dataset.info.class_names
     evaluation.plot_features(
       embeddings,
       labels,
@@ -141,14 +159,14 @@ def evaluate(
     # nearest test images, right or wrong. The images are read from this
     # process's shard of the split, the whole split in a 1-process run.
     if config.input.class_disjoint and jax.process_count() == 1:
-      picture.write_split_retrieval(
+      pictures.write_split_retrieval(
         os.path.join(workdir, 'retrieval.png'),
         embeddings,
         labels,
-        dataset=dataset,
-        split='test',
-        batch_size=config.eval_batch_size,
-        class_names=dataset.info.test_class_names,
+        read_images=lambda rows: dataset.images(
+          'test', rows, config.eval_batch_size
+        ),
+        class_names=names,
         title=f'{config.loss.name} on {config.input.name}: unseen classes',
         seed=config.seed,
       )

@@ -1,19 +1,20 @@
 """The per-device training and evaluation steps, and the train state.
 
 The steps are written for one device holding a shard of the global batch,
-with explicit collectives over `AXIS_NAME`; `train.py` maps them over the
-local devices with `jax.pmap` (or `jax.shard_map`).
+with explicit collectives over `AXIS_NAME`; `make_steps` maps them over all
+devices of all processes with `jax.pmap` (or `jax.shard_map`), each process
+feeding its local devices.
 
 Exactness across devices: every loss is the mean over the *global* batch.
-Each device contributes ``sum(weights * losses) / psum(sum(weights))`` and
-gradients are summed (`psum`), which is the pmean of per-device means when
-all devices hold equally many examples. Pairwise losses score the local
-anchors against the all-gathered global batch; the gradient flows back
-through `all_gather` (its transpose is a reduce-scatter), so the summed
-gradient equals the single-device gradient on the global batch. A
-batch-level loss (Proxy-Anchor) computes its scalar from the all-gathered
-batch on every device with weight 1 each, so each device adds 1/N of it and
-the summed gradients are again the single-device ones.
+Each device contributes ``sum(weights * losses) / psum(sum(weights))``
+(`objectives.batch_loss`) and gradients are summed (`psum`), which is the
+pmean of per-device means when all devices hold equally many examples.
+Pairwise losses score the local anchors against the all-gathered global
+batch; the gradient flows back through `all_gather` (its transpose is a
+reduce-scatter), so the summed gradient equals the single-device gradient on
+the global batch. A batch-level loss (Proxy-Anchor) computes its scalar from
+the all-gathered batch on every device with weight 1 each, so each device
+adds 1/N of it and the summed gradients are again the single-device ones.
 
 Cross-batch memory (Wang et al. 2020, XBM): with ``config.memory.size > 0``
 the state holds the embeddings and labels of the last ``size`` examples of
@@ -43,19 +44,6 @@ from training.objectives import interface
 AXIS_NAME = 'batch'
 
 
-class TrainState(train_state.TrainState):
-  """Parameters, optimiser state and the model's non-gradient state.
-
-  Attributes:
-    batch_stats: BatchNorm running statistics.
-    head_state: the head's non-gradient state (e.g. vMF mean directions),
-      refreshed by the objective's `Refresh`, never by the optimiser.
-  """
-
-  batch_stats: Any
-  head_state: Any
-
-
 class CrossBatchMemory(flax.struct.PyTreeNode):
   """A FIFO queue of the embeddings and labels of earlier global batches.
 
@@ -78,20 +66,20 @@ class CrossBatchMemory(flax.struct.PyTreeNode):
   filled: jax.Array
 
 
-class MemoryTrainState(TrainState):
-  """A `TrainState` with a cross-batch memory (``config.memory.size > 0``).
-
-  A class of its own rather than an optional field of `TrainState`: a
-  field, even None, changes the tree that orbax checks a checkpoint
-  against, and runs without the memory could no longer resume from
-  checkpoints written before it existed.
+class TrainState(train_state.TrainState):
+  """Parameters, optimiser state and the model's non-gradient state.
 
   Attributes:
-    memory: the `CrossBatchMemory`, replicated like the rest of the state
-      and saved and restored with it.
+    batch_stats: BatchNorm running statistics.
+    head_state: the head's non-gradient state (e.g. vMF mean directions),
+      refreshed by the objective's `Refresh`, never by the optimiser.
+    memory: the `CrossBatchMemory` (``config.memory.size > 0``), replicated
+      like the rest of the state and checkpointed with it; None without.
   """
 
-  memory: CrossBatchMemory
+  batch_stats: Any
+  head_state: Any
+  memory: CrossBatchMemory | None = None
 
 
 def create_memory(size: int, dim: int) -> CrossBatchMemory:
@@ -161,7 +149,7 @@ def create_train_state(
     image_shape: ``(height, width, channels)``.
     tx: the optimiser.
     memory_size: rows of the cross-batch memory (``config.memory.size``);
-      0: none, a plain `TrainState`; otherwise a `MemoryTrainState`.
+      0: none.
   """
   dummy = jnp.zeros((2, *image_shape), jnp.float32)
   # Compiled as one program: run eagerly, every initialiser and layer is a
@@ -175,14 +163,12 @@ def create_train_state(
     'batch_stats': variables.get('batch_stats', {}),
     'head_state': variables.get(heads.HEAD_STATE, {}),
   }
-  if not memory_size:
-    return TrainState.create(**fields)
-  embeddings, _ = jax.eval_shape(
-    functools.partial(model.apply, train=False), variables, dummy
-  )
-  return MemoryTrainState.create(
-    **fields, memory=create_memory(memory_size, embeddings.shape[-1])
-  )
+  if memory_size:
+    embeddings, _ = jax.eval_shape(
+      functools.partial(model.apply, train=False), variables, dummy
+    )
+    fields['memory'] = create_memory(memory_size, embeddings.shape[-1])
+  return TrainState.create(**fields)
 
 
 def _variables(state: TrainState, params) -> dict[str, Any]:
@@ -267,7 +253,7 @@ def train_step(
     The new state and metrics, identical on every device.
   """
   labels = batch['label']
-  state_memory = getattr(state, 'memory', None)
+  state_memory = state.memory
   held = 0 if state_memory is None else state_memory.labels.shape[0]
   if held != (memory.size if memory else 0):
     raise ValueError(
@@ -277,19 +263,24 @@ def train_step(
     )
 
   def objective_loss(inputs):
+    def loss(inputs):
+      return objectives.batch_loss(
+        objective, hparams, inputs, axis_name=AXIS_NAME
+      )
+
     if memory is None:
-      return objective.loss(inputs, hparams)
+      return loss(inputs)
     with_memory = inputs._replace(
       memory=memory_inputs(state_memory, memory.weight)
     )
     if memory.warmup_steps == 0:
-      return objective.loss(with_memory, hparams)
+      return loss(with_memory)
     # The same branch on every device (the step is replicated); before the
     # warm-up the memory term is not computed at all.
     return jax.lax.cond(
       state.step >= memory.warmup_steps,
-      lambda: objective.loss(with_memory, hparams),
-      lambda: objective.loss(inputs, hparams),
+      lambda: loss(with_memory),
+      lambda: loss(inputs),
     )
 
   def loss_fn(params):
@@ -302,10 +293,7 @@ def train_step(
     inputs = objectives.LossInputs(embeddings, labels, outputs)
     if objective.reference == 'global_batch':
       inputs = inputs._replace(global_batch=_global_batch(embeddings, labels))
-    values, weights = objective_loss(inputs)
-    total_weight = jax.lax.psum(jnp.sum(weights), AXIS_NAME)
-    loss = jnp.sum(weights * values) / jnp.maximum(total_weight, 1.0)
-    return loss, (updates, inputs)
+    return objective_loss(inputs), (updates, inputs)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   (loss, (updates, inputs)), grads = grad_fn(state.params)
@@ -330,7 +318,8 @@ def train_step(
     ),
   }
   if objective.scores is not None and not objective.multilabel:
-    predictions = jnp.argmax(objective.scores(inputs, hparams), -1)
+    scores = objective.scores(inputs.embeddings, inputs.outputs, hparams)
+    predictions = jnp.argmax(scores, -1)
     metrics['accuracy'] = jax.lax.pmean(
       jnp.mean(predictions == labels), AXIS_NAME
     )
@@ -346,6 +335,8 @@ def eval_step(
 ) -> dict[str, jax.Array]:
   """Embeddings and class scores of one evaluation batch (no collectives).
 
+  The batch needs only ``'image'``: predicting reads no labels.
+
   Returns:
     ``{'embeddings': [batch, dim]}`` plus the objective's ``'scores'``
     (``[batch, num_classes]``, or ``[batch, num_labels]`` probabilities for
@@ -356,8 +347,7 @@ def eval_step(
   )
   result = {'embeddings': embeddings}
   if objective.scores is not None:
-    inputs = objectives.LossInputs(embeddings, batch['label'], outputs)
-    result['scores'] = objective.scores(inputs, hparams)
+    result['scores'] = objective.scores(embeddings, outputs, hparams)
   return result
 
 
@@ -421,13 +411,16 @@ def make_steps(
   Both parallelisms run the same per-device functions with the same
   collectives, so they compute the same numbers:
 
-  - ``'pmap'`` (the default): `jax.pmap`, the state passed unreplicated
-    (``in_axes=None``) and returned unreplicated (``out_axes=None``): every
-    device computes the same update from the summed gradients, so there are
-    no replicate/unreplicate round trips (flax examples/imagenet's form).
+  - ``'pmap'`` (the default): `jax.pmap` with the state broadcast
+    (``in_axes=None``) and returned as one value (``out_axes=None``): every
+    device computes the same update from the summed gradients, so the step
+    never stacks or unstacks a per-device copy of the state.
   - ``'shard_map'``: `jax.jit` of `jax.shard_map` over a 1-D device mesh,
     the batch sharded along it and the state replicated (``P()``), the form
-    JAX recommends for new code (pmap itself is now built on it).
+    JAX recommends for new code.
+
+  In both, ``ParallelSteps.replicate`` places a state as the train step
+  returns it, so that feeding it in compiles the step once.
   """
   if parallelism not in PARALLELISMS:
     raise ValueError(

@@ -151,7 +151,9 @@ def _open_image(path: str):
   return image
 
 
-def _decoded(path: str, channels: int, image_size: int | None) -> np.ndarray:
+def decode_image(
+  path: str, channels: int, image_size: int | None
+) -> np.ndarray:
   """The image at `path` as uint8 ``[H, W, channels]``."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
@@ -277,7 +279,7 @@ class UserImageFolder(tfds.core.GeneratorBasedBuilder):
     config = self.builder_config
     channels = config.image_shape[-1]
     for index, (path, label) in enumerate(config.listing.files[split]):
-      image = _decoded(path, channels, config.image_size)
+      image = decode_image(path, channels, config.image_size)
       if image.shape != config.image_shape:
         raise ValueError(
           f'image_folder: {path!r} decodes to shape {image.shape}, '

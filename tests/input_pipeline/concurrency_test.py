@@ -17,7 +17,8 @@ import types
 import numpy as np
 import pytest
 
-from input_pipeline import locks, preparation
+from common import locks
+from input_pipeline import preparation
 from input_pipeline.datasets import catalog, digits
 from tests.input_pipeline.conftest import write_image_folder
 
@@ -69,7 +70,7 @@ preparation.prepare('digits', sys.argv[1])
 # Holds the lock sys.argv[1] until killed.
 _HOLDER = """
 import sys, time
-from input_pipeline import locks
+from common import locks
 with locks.holding(sys.argv[1], purpose='holding it for a test', timeout=5):
   print('held', flush=True)
   time.sleep(600)
@@ -191,7 +192,7 @@ def test_lock_held_too_long_by_a_live_process_names_it(tmp_path, monkeypatch):
   holder = _holding_process(lock_path)
   monkeypatch.setenv(preparation.TIMEOUT_ENV, '0.5')
   try:
-    with pytest.raises(locks.PreparationLockTimeout) as error:
+    with pytest.raises(locks.LockTimeout) as error:
       preparation.prepare('digits', data_dir)
   finally:
     holder.kill()

@@ -23,10 +23,10 @@ import pytest
 import threadpoolctl
 from tensorboardX.proto import event_pb2
 
-import input_pipeline
 import train
 from configs import tiny
-from training import evaluation_loop, objectives, optimizers
+from training import evaluation_loop, objectives
+from training import experiment as experiment_lib
 from training import steps as steps_lib
 
 _NUM_STEPS = 3
@@ -141,21 +141,10 @@ def _abstract_step(config, loss_name):
     ``(step, state, batch)``: `steps.train_step` with the objective bound,
     and ``ShapeDtypeStruct`` trees of the state and of one device's batch.
   """
-  objective = objectives.get_objective(loss_name)
-  hparams = objectives.resolve_hparams(objective, config.loss)
-  info = input_pipeline.create_dataset(config.input, seed=0).info
-  model = train._build_model(config, objective, hparams, info.num_classes)
-  learning_rate_fn = optimizers.create_learning_rate_fn(config.optimizer, 3)
-  tx = optimizers.create_optimizer(config.optimizer, learning_rate_fn)
-  state = jax.eval_shape(
-    functools.partial(
-      steps_lib.create_train_state,
-      model=model,
-      image_shape=info.image_shape,
-      tx=tx,
-    ),
-    jax.random.key(0),
-  )
+  del loss_name  # config.loss names it.
+  experiment = experiment_lib.build(config)
+  objective, info = experiment.objective, experiment.dataset.info
+  state = experiment.abstract_state()
   size = config.input.batch_size
   label_shape = (size, info.num_classes) if objective.multilabel else (size,)
   batch = {
@@ -165,8 +154,8 @@ def _abstract_step(config, loss_name):
   step = functools.partial(
     steps_lib.train_step,
     objective=objective,
-    hparams=hparams,
-    learning_rate_fn=learning_rate_fn,
+    hparams=experiment.hparams,
+    learning_rate_fn=experiment.learning_rate_fn,
   )
   return step, state, batch
 

@@ -8,7 +8,7 @@ import pytest
 
 import train
 from configs import tiny
-from training import checkpointing
+from training import lifecycle
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 _ENV = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
@@ -68,8 +68,8 @@ def test_traceback_flag_shows_the_traceback(tmp_path):
 
 _HOLD = """
 import sys, time
-from training import checkpointing
-with checkpointing.exclusive_workdir(sys.argv[1], purpose='the first run'):
+from training import lifecycle
+with lifecycle.exclusive_workdir(sys.argv[1], purpose='the first run'):
   print('held', flush=True)
   time.sleep(600)
 """
@@ -89,7 +89,7 @@ def test_second_run_on_a_live_workdir_is_refused(tmp_path):
     config = tiny.get_config()
     config.input.data_dir = str(tmp_path / 'tfds')
     with pytest.raises(
-      checkpointing.WorkdirInUseError,
+      lifecycle.WorkdirInUseError,
       match=rf'in use by a live run: pid {first.pid} on host .*\(running\).*'
       'the first run',
     ):
@@ -101,5 +101,5 @@ def test_second_run_on_a_live_workdir_is_refused(tmp_path):
   # The holder died without releasing: its lock is taken over at once, and
   # released again on exit.
   for purpose in ('second run', 'third run'):
-    with checkpointing.exclusive_workdir(str(workdir), purpose=purpose):
+    with lifecycle.exclusive_workdir(str(workdir), purpose=purpose):
       pass

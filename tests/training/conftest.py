@@ -13,7 +13,6 @@ import pytest
 import models
 from input_pipeline import preparation
 from models import pretrained
-from training import steps as steps_lib
 
 
 @pytest.fixture(scope='session')
@@ -28,27 +27,24 @@ def digits_data_dir(tmp_path_factory):
   return data_dir
 
 
+class FirstTrainStates(list):
+  """A loop hook (`train.train_and_evaluate(..., hooks=[it])`): appends,
+  per run, the state its first train step receives."""
+
+  def __init__(self):
+    super().__init__()
+    self._runs = []
+
+  def __call__(self, step, state, steps):
+    del step
+    if not any(run is steps for run in self._runs):  # A new run's steps.
+      self._runs.append(steps)
+      self.append(jax.device_get(state))
+
+
 @pytest.fixture
-def first_train_states(monkeypatch):
-  """A list that receives, per run, the state its first train step gets."""
-  states = []
-  make_steps = steps_lib.make_steps
-
-  def recording_make_steps(*args, **kwargs):
-    steps = make_steps(*args, **kwargs)  # Once per run.
-    recorded = False
-
-    def train_step(state, batch):
-      nonlocal recorded
-      if not recorded:
-        states.append(jax.device_get(state))
-        recorded = True
-      return steps.train(state, batch)
-
-    return steps._replace(train=train_step)
-
-  monkeypatch.setattr(steps_lib, 'make_steps', recording_make_steps)
-  return states
+def first_train_states():
+  return FirstTrainStates()
 
 
 def last_checkpointed_state(workdir):

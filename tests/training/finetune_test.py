@@ -68,8 +68,10 @@ def test_a_new_run_starts_from_exported_weights(
 
   # The state the first step of the new run receives (the second run's).
   config = _config(data_dir, seed=1, **{'model.init_from': str(path)})
-  results = train.train_and_evaluate(config, str(tmp_path / 'second'))
-  _, start = first_train_states
+  results = train.train_and_evaluate(
+    config, str(tmp_path / 'second'), hooks=[first_train_states]
+  )
+  (start,) = first_train_states
 
   # Every convolution and BatchNorm (running statistics included) is the
   # exported one; the embedding is the new run's own initialisation.

@@ -119,7 +119,9 @@ def test_tiny_protocol_end_to_end(tmp_path, first_train_states):
   workdir = tmp_path / 'run'
   # 48 training images in batches of 8: all 3 steps fall in the
   # backbone's frozen first epoch.
-  results = train.train_and_evaluate(config, str(workdir))
+  results = train.train_and_evaluate(
+    config, str(workdir), hooks=[first_train_states]
+  )
 
   assert results['step'] == 3
   for key in ('recall@1', 'recall@10', 'recall@100', 'recall@1000', 'map@r'):

@@ -21,6 +21,7 @@ from training.objectives.interface import (
   Objective,
   Refresh,
   batch_level,
+  batch_loss,
   per_example,
 )
 
@@ -229,6 +230,7 @@ __all__ = [
   'Refresh',
   'all_objectives',
   'batch_level',
+  'batch_loss',
   'describe_hparams',
   'get_objective',
   'loss_config',

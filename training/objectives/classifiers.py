@@ -16,16 +16,16 @@ from training.objectives.interface import (
 )
 
 
-def _logits(inputs, hparams):
-  del hparams
-  return inputs.outputs['logits']
+def _logits(embeddings, outputs, hparams):
+  del embeddings, hparams
+  return outputs['logits']
 
 
-def _cosines(inputs, hparams):
+def _cosines(embeddings, outputs, hparams):
   # Normalised losses predict by the cosine to each class vector.
   del hparams
   return losses.pairwise_cosine_similarity(
-    inputs.embeddings, inputs.outputs['class_weights']
+    embeddings, outputs['class_weights']
   )
 
 

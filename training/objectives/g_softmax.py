@@ -58,8 +58,8 @@ def _g_softmax(inputs, hparams):
   )
 
 
-def _g_softmax_logits(inputs, hparams):
-  outputs = inputs.outputs
+def _g_softmax_logits(embeddings, outputs, hparams):
+  del embeddings
   return losses.g_softmax_logits(
     outputs['logits'],
     mu=outputs['mu'],
@@ -85,10 +85,10 @@ def _gaussian_measures(head_params, hparams):
   }
 
 
-def _per_label(inputs, hparams):
+def _per_label(outputs, hparams):
   """Logits ``[batch, labels, 2]`` and the Gaussian keyword arguments."""
-  outputs = inputs.outputs
-  num_labels = inputs.labels.shape[-1]
+  # Two logits (absent, present) per label.
+  num_labels = outputs['logits'].shape[-1] // 2
   logits = outputs['logits'].reshape(-1, num_labels, 2)
   if 'mu' not in outputs:
     # The softmax baseline: no Gaussian term (lambda 0).
@@ -101,7 +101,7 @@ def _per_label(inputs, hparams):
 
 
 def _multilabel(inputs, hparams):
-  logits, gaussians = _per_label(inputs, hparams)
+  logits, gaussians = _per_label(inputs.outputs, hparams)
   return per_example(
     losses.g_softmax_multilabel_cross_entropy(
       logits, inputs.labels, **gaussians
@@ -109,8 +109,9 @@ def _multilabel(inputs, hparams):
   )
 
 
-def _multilabel_probabilities(inputs, hparams):
-  logits, gaussians = _per_label(inputs, hparams)
+def _multilabel_probabilities(embeddings, outputs, hparams):
+  del embeddings
+  logits, gaussians = _per_label(outputs, hparams)
   return losses.g_softmax_multilabel_probabilities(logits, **gaussians)
 
 

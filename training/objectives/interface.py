@@ -87,7 +87,7 @@ class Memory(NamedTuple):
 
 
 class LossInputs(NamedTuple):
-  """What the step hands an objective's loss and scores.
+  """What the step hands an objective's loss.
 
   Attributes:
     embeddings: ``[local_batch, dim]`` float32 embeddings of this device.
@@ -114,6 +114,10 @@ class LossInputs(NamedTuple):
 # gives its scalar as values [1] with weight 1 on every device, which makes
 # the summed gradient exactly that of the one-device loss.
 LossFn = Callable[[LossInputs, HParams], tuple[jax.Array, jax.Array]]
+
+
+# (embeddings, head outputs, hparams) -> class scores; see `Objective`.
+ScoresFn = Callable[[jax.Array, Mapping[str, jax.Array], HParams], jax.Array]
 
 
 class Refresh(NamedTuple):
@@ -147,10 +151,11 @@ class Objective:
       ``config.loss`` besides ``name``.
     make_head: (num_classes, hparams) -> the head module.
     loss: see `LossFn`.
-    scores: (inputs, hparams) -> ``[batch, num_classes]`` class scores whose
-      argmax is the prediction (multi-label: ``[batch, num_labels]``
-      probabilities that each label is present); None when the loss trains
-      no classifier (prediction by nearest class mean only).
+    scores: (embeddings ``[batch, dim]``, head outputs, hparams) ->
+      ``[batch, num_classes]`` class scores whose argmax is the prediction
+      (multi-label: ``[batch, num_labels]`` probabilities that each label
+      is present); None when the loss trains no classifier (prediction by
+      nearest class mean only). Labels are not needed to predict.
     multilabel: targets are ``{0, 1}`` label sets.
     sampling: ``'class_balanced'`` for losses that need several examples of
       a class in each batch (pair-wise losses), else ``'random'``.
@@ -171,7 +176,7 @@ class Objective:
   hyperparameters: Mapping[str, Hyperparameter]
   make_head: Callable[[int, HParams], nn.Module]
   loss: LossFn
-  scores: Callable[[LossInputs, HParams], jax.Array] | None = None
+  scores: ScoresFn | None = None
   multilabel: bool = False
   sampling: Literal['random', 'class_balanced'] = 'random'
   reference: Literal['local', 'global_batch'] = 'local'
@@ -194,3 +199,48 @@ def batch_level(value: jax.Array) -> tuple[jax.Array, jax.Array]:
   of the one-device loss.
   """
   return value.reshape(1), jax.numpy.ones((1,), jax.numpy.float32)
+
+
+def batch_loss(
+  objective: Objective,
+  hparams: HParams,
+  inputs: LossInputs,
+  *,
+  axis_name: str | None = None,
+) -> jax.Array:
+  """The objective's loss of a batch: ``sum(w * values) / sum(w)``.
+
+  The one place where an objective's ``(values, weights)`` (see `LossFn`)
+  become the scalar that training minimises; the steps, the loss benchmark
+  and the tests call it.
+
+  Args:
+    objective: the loss's registry entry.
+    hparams: its resolved hyperparameters.
+    inputs: the batch's `LossInputs`. On one device (`axis_name` None) an
+      objective with ``reference='global_batch'`` is given the batch itself
+      as its global batch when `inputs.global_batch` is None.
+    axis_name: the device axis of a data-parallel step, or None. With it,
+      the result is this device's share: its ``sum(w * values)`` over the
+      weights summed over all devices, so that the shares summed over the
+      devices (as the step sums the gradients) are the loss of the global
+      batch.
+
+  Returns:
+    A scalar; 0 when every weight is 0 (no anchor has pairs).
+  """
+  if objective.reference == 'global_batch' and inputs.global_batch is None:
+    if axis_name is not None:
+      raise ValueError(
+        f'The loss {objective.name!r} scores the global batch: give '
+        'inputs.global_batch in a data-parallel step'
+      )
+    rows = jax.numpy.arange(inputs.embeddings.shape[0], dtype=jax.numpy.int32)
+    inputs = inputs._replace(
+      global_batch=GlobalBatch(inputs.embeddings, inputs.labels, rows)
+    )
+  values, weights = objective.loss(inputs, hparams)
+  total_weight = jax.numpy.sum(weights)
+  if axis_name is not None:
+    total_weight = jax.lax.psum(total_weight, axis_name)
+  return jax.numpy.sum(weights * values) / jax.numpy.maximum(total_weight, 1.0)

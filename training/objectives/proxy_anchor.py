@@ -30,10 +30,10 @@ def _loss(inputs, hparams):
   )
 
 
-def _scores(inputs, hparams):
+def _scores(embeddings, outputs, hparams):
   del hparams
   return losses.pairwise_cosine_similarity(
-    inputs.embeddings, inputs.outputs['class_weights']
+    embeddings, outputs['class_weights']
   )
 
 

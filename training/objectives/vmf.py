@@ -29,10 +29,10 @@ def _loss(inputs, hparams):
   )
 
 
-def _scores(inputs, hparams):
+def _scores(embeddings, outputs, hparams):
   del hparams
   return losses.pairwise_cosine_similarity(
-    inputs.embeddings, inputs.outputs['mean_directions']
+    embeddings, outputs['mean_directions']
   )
 
 

@@ -1,11 +1,13 @@
-"""A file lock that names its holder, for preparing a data set once.
+"""File locks that name their holder.
 
 ``holding(lock_path, ...)`` takes an exclusive `filelock.FileLock` on
 ``lock_path`` and, while holding it, keeps a holder record in
 ``lock_path + '.holder'``: the holder's pid, host, start time and what it
 does. Waiters read that record to say whom they wait for, and to name the
-holder when they give up after ``timeout`` seconds
-(`PreparationLockTimeout`).
+holder when they give up after ``timeout`` seconds (`LockTimeout`; a
+timeout of 0 gives up at once). Users: the one-time preparation of a data
+set (`input_pipeline.preparation`) and the one live run per workdir
+(`training.lifecycle`).
 
 Staleness: the lock is the kernel's ``flock`` on the lock file, which the
 operating system drops however its holder ends (SIGKILL, a crash, a lost
@@ -35,7 +37,7 @@ _REPORT_EVERY_SECONDS = 60.0
 HOLDER_SUFFIX = '.holder'
 
 
-class PreparationLockTimeout(TimeoutError):
+class LockTimeout(TimeoutError):
   """The lock stayed held by another process beyond the timeout."""
 
 
@@ -122,41 +124,51 @@ class Held:
   previous_holder: Holder | None
 
 
-def _timeout_error(lock_path: str, waited: float) -> PreparationLockTimeout:
+def _timeout_error(lock_path: str, waited: float, advice: str) -> LockTimeout:
   holder = read_holder(lock_path)
   who = holder.describe() if holder else 'a holder that left no record'
-  return PreparationLockTimeout(
+  return LockTimeout(
     f'Gave up after {waited:.0f} s waiting for the lock {lock_path}, held by '
     f'{who}. If that process is stuck, end it; if it is gone (e.g. its host '
     f'crashed on a file system without flock), delete {lock_path} and '
-    f'{lock_path + HOLDER_SUFFIX}. To wait longer, raise the timeout '
-    '($DISCFEAT_PREPARE_TIMEOUT, in seconds).'
+    f'{lock_path + HOLDER_SUFFIX}. {advice}'.rstrip()
   )
 
 
 @contextlib.contextmanager
-def holding(lock_path: str, *, purpose: str, timeout: float) -> Iterator[Held]:
+def holding(
+  lock_path: str,
+  *,
+  purpose: str,
+  timeout: float,
+  timeout_advice: str = '',
+  report_takeover: bool = True,
+) -> Iterator[Held]:
   """Holds the exclusive lock `lock_path`, recording this process as holder.
 
   Args:
     lock_path: the lock file (created, with its directory, if missing).
     purpose: what the holder does, for the record others read.
-    timeout: seconds to wait for another holder before giving up.
+    timeout: seconds to wait for another holder before giving up; 0: give
+      up at once if the lock is held.
+    timeout_advice: a sentence the timeout error ends with (e.g. how to
+      wait longer).
+    report_takeover: log a warning when a dead holder's record is found.
 
   Yields:
     The held lock.
 
   Raises:
-    PreparationLockTimeout: the lock stayed held for `timeout` seconds; the
-      message names the lock, its holder (pid, host, since when, what for)
-      and whether that holder still runs.
+    LockTimeout: the lock stayed held for `timeout` seconds; the message
+      names the lock, its holder (pid, host, since when, what for) and
+      whether that holder still runs.
   """
   os.makedirs(os.path.dirname(lock_path) or '.', exist_ok=True)
   lock = filelock.FileLock(lock_path)
-  _acquire(lock, lock_path, timeout)
+  _acquire(lock, lock_path, timeout, timeout_advice)
   try:
     previous = read_holder(lock_path)
-    if previous is not None:
+    if previous is not None and report_takeover:
       logging.warning(
         'Took over the lock %s from %s, which ended without releasing it; '
         'its partial output is discarded.',
@@ -173,7 +185,9 @@ def holding(lock_path: str, *, purpose: str, timeout: float) -> Iterator[Held]:
     lock.release()
 
 
-def _acquire(lock: filelock.FileLock, lock_path: str, timeout: float) -> None:
+def _acquire(
+  lock: filelock.FileLock, lock_path: str, timeout: float, advice: str
+) -> None:
   """Acquires `lock`, logging whom it waits for, at most `timeout` s."""
   start = time.monotonic()
   try:
@@ -184,7 +198,7 @@ def _acquire(lock: filelock.FileLock, lock_path: str, timeout: float) -> None:
   while True:
     waited = time.monotonic() - start
     if waited >= timeout:
-      raise _timeout_error(lock_path, waited)
+      raise _timeout_error(lock_path, waited, advice)
     holder = read_holder(lock_path)
     logging.info(
       'Waiting for the lock %s (%.0f s so far), held by %s.',
