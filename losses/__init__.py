@@ -23,6 +23,7 @@ from losses._margin_softmax import (
   normalized_softmax_cross_entropy,
 )
 from losses._pairwise import (
+  ReferenceSet,
   l2_normalize,
   map_row_blocks,
   pairwise_cosine_similarity,
@@ -41,6 +42,7 @@ from losses._vmf import (
 )
 
 __all__ = [
+  'ReferenceSet',
   'arcface_loss',
   'batch_hard_triplet_loss',
   'center_loss',

@@ -132,10 +132,8 @@ def circle_loss_pairwise(
   *,
   margin: ArrayLike,
   gamma: ArrayLike,
-  reference_embeddings: ArrayLike | None = None,
-  reference_labels: ArrayLike | None = None,
+  reference: _pairwise.ReferenceSet | None = None,
   anchor_indices: ArrayLike | None = None,
-  reference_mask: ArrayLike | None = None,
   block_size: int | None = None,
 ) -> jax.Array:
   r"""Circle loss with pair-wise labels, per anchor.
@@ -183,18 +181,14 @@ def circle_loss_pairwise(
       §5.2).
     gamma: scale :math:`\gamma > 0`; 256 (faces), 128 (re-id), 80
       (fine-grained retrieval), reported likewise.
-    reference_embeddings: ``[num_reference, dim]`` samples the anchors are
-      compared with (e.g. the global batch gathered across devices), or
-      None for the batch itself.
-    reference_labels: ``[num_reference]`` integer class ids; given together
-      with `reference_embeddings`.
+    reference: the `ReferenceSet` the anchors are compared with (e.g. the
+      global batch gathered across devices, or a memory of earlier
+      embeddings whose invalid rows are neither positives nor negatives),
+      or None for the batch itself.
     anchor_indices: ``[batch]`` int row of each anchor's own copy in the
       reference set (never a positive), negative for none. Defaults to the
       identity for the batch itself and to "none" for an explicit reference
       set.
-    reference_mask: ``[num_reference]`` bool, or None (every row counts):
-      rows where it is False are neither positives nor negatives, e.g. the
-      unwritten rows of a memory of earlier embeddings.
     block_size: anchors per block. With a value below ``batch`` neither the
       forward nor the backward pass holds a ``[batch, num_reference]``
       matrix, only ``[block_size, num_reference]`` ones (and one extra
@@ -207,9 +201,10 @@ def circle_loss_pairwise(
   Raises:
     ValueError: on wrong ranks or mismatched shapes, a concrete `margin`
       outside ``[0, 1)``, a concrete `gamma` <= 0, a `block_size` <= 0, or
-      only one of `reference_embeddings` and `reference_labels`.
+      a `reference` without embeddings or labels.
     TypeError: on non-floating embeddings, non-integer labels or
-      `anchor_indices`, or a non-int `block_size`.
+      `anchor_indices`, a non-bool ``reference.valid``, a non-int
+      `block_size`, or a `reference` that is not a `ReferenceSet`.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -227,12 +222,9 @@ def circle_loss_pairwise(
   """
   _check_hyperparameters(margin, gamma)
   checks.check_block_size(block_size)
-  batch_is_reference = reference_embeddings is None
-  x, y, reference, reference_labels, own_rows = _pairwise.resolve_reference(
-    embeddings, labels, reference_embeddings, reference_labels, anchor_indices
-  )
-  reference_mask = _pairwise.resolve_reference_mask(
-    reference_mask, reference.shape[0]
+  batch_is_reference = reference is None
+  x, y, reference, reference_labels, reference_mask, own_rows = (
+    _pairwise.resolve_reference(embeddings, labels, reference, anchor_indices)
   )
   x = _pairwise.l2_normalize(x)
   # One normalisation for both roles when the reference is the batch, so

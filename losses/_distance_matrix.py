@@ -34,10 +34,8 @@ def distance_matrix_loss(
   intra_class_distance: float = 0.0,
   relaxation: float = 0.0,
   normalize: bool = False,
-  reference_embeddings: ArrayLike | None = None,
-  reference_labels: ArrayLike | None = None,
+  reference: _pairwise.ReferenceSet | None = None,
   anchor_indices: ArrayLike | None = None,
-  reference_mask: ArrayLike | None = None,
   block_size: int | None = None,
 ) -> jax.Array:
   r"""Per-anchor LDMAT loss: feature distances regressed on label distances.
@@ -113,19 +111,15 @@ def distance_matrix_loss(
       ``[0, inter_class_distance)``.
     relaxation: half-width of the cost-free band around each target, >= 0.
     normalize: L2-normalise the features (and the reference set) first.
-    reference_embeddings: ``[num_reference, dim]`` features the anchors are
-      compared with (e.g. the global batch gathered across devices), or None
-      for the batch itself.
-    reference_labels: ``[num_reference]`` integer class ids; given together
-      with `reference_embeddings`.
+    reference: the `ReferenceSet` the anchors are compared with (e.g. the
+      global batch gathered across devices), or None for the batch itself.
+      Rows where its ``valid`` is False are left out of every anchor's row,
+      sum and count :math:`|J_i|` alike, e.g. the unwritten rows of a
+      memory of earlier embeddings.
     anchor_indices: ``[batch]`` int row of each anchor's own copy in the
       reference set (excluded from its row), negative for none. Defaults to
       the identity for the batch itself and to "none" for an explicit
       reference set.
-    reference_mask: ``[num_reference]`` bool, or None (every row counts):
-      rows where it is False are left out of every anchor's row, sum and
-      count :math:`|J_i|` alike, e.g. the unwritten rows of a memory of
-      earlier embeddings.
     block_size: rows per block; with a value below ``batch`` neither the
       forward nor the backward pass holds a ``[batch, num_reference]``
       matrix (see `map_row_blocks`). None: all rows at once.
@@ -135,9 +129,11 @@ def distance_matrix_loss(
 
   Raises:
     ValueError: for a `distance` outside the allowed set, targets or
-      `relaxation` out of range, or inconsistent shapes.
+      `relaxation` out of range, inconsistent shapes, or a `reference`
+      without embeddings or labels.
     TypeError: for non-floating embeddings, non-integer labels or indices,
-      or a non-bool `normalize`.
+      a non-bool `normalize` or ``reference.valid``, or a `reference` that
+      is not a `ReferenceSet`.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -164,16 +160,12 @@ def distance_matrix_loss(
       high_inclusive=False,
     )
   checks.check_non_negative(relaxation, 'relaxation')
-  if not isinstance(normalize, (bool, np.bool_)):
-    raise TypeError(
-      f'`normalize` must be a Python bool, received {normalize!r}'
-    )
+  checks.check_python_bool(normalize, 'normalize')
   checks.check_block_size(block_size)
-  same = reference_embeddings is None
-  x, y, ref, ref_labels, anchor_indices = _pairwise.resolve_reference(
-    embeddings, labels, reference_embeddings, reference_labels, anchor_indices
+  same = reference is None
+  x, y, ref, ref_labels, ref_mask, anchor_indices = _pairwise.resolve_reference(
+    embeddings, labels, reference, anchor_indices
   )
-  ref_mask = _pairwise.resolve_reference_mask(reference_mask, ref.shape[0])
   if normalize or distance == 'cosine':
     x = _pairwise.l2_normalize(x)
     # One normalisation for both roles when the reference is the batch, so

@@ -11,7 +11,7 @@ more than ``block_size * m`` pairwise entries.
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -185,13 +185,79 @@ def safe_sqrt(squared: ArrayLike) -> jax.Array:
 # ---------------------------------------------------------------------------
 
 
+class ReferenceSet(NamedTuple):
+  """The samples a pair-wise loss scores its anchors against.
+
+  By default (``reference=None``) the pair-wise losses score each anchor
+  against the batch itself, its own row excluded. A `ReferenceSet` replaces
+  the batch: e.g. the global batch gathered across devices (with
+  ``anchor_indices`` pointing at each anchor's own copy in it) or a
+  cross-batch memory of earlier embeddings (with `valid` marking the rows
+  written so far). A NamedTuple, so a pytree: it passes through `jax.jit`,
+  `jax.vmap` and `jax.grad` like its arrays.
+
+  Attributes:
+    embeddings: ``[num_reference, dim]`` floating features, the dim of the
+      anchors'.
+    labels: ``[num_reference]`` integer class ids.
+    valid: ``[num_reference]`` bool, or None (every row counts): rows where
+      it is False are neither positives nor negatives of any anchor and are
+      not counted, e.g. the unwritten rows of a memory.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> reference = ReferenceSet(
+    ...     jnp.array([[1., 0.], [0., 1.], [0., 0.]]),
+    ...     jnp.array([0, 1, 0]),
+    ...     valid=jnp.array([True, True, False]))
+    >>> valid_pairwise_anchors(jnp.array([0, 1]), reference=reference)
+    Array([ True,  True], dtype=bool)
+  """
+
+  embeddings: ArrayLike
+  labels: ArrayLike
+  valid: ArrayLike | None = None
+
+
+def _check_reference_type(
+  reference: Any, fields: tuple[str, ...] = ('embeddings', 'labels')
+) -> None:
+  """Raises unless `reference` is a `ReferenceSet` with `fields` given."""
+  if not isinstance(reference, ReferenceSet):
+    raise TypeError(
+      '`reference` must be a losses.ReferenceSet or None, received '
+      f'{type(reference).__name__}'
+    )
+  for field in fields:
+    if getattr(reference, field) is None:
+      raise ValueError(f'`reference.{field}` must be an array, received None')
+
+
+def _resolve_valid(reference: ReferenceSet) -> jax.Array | None:
+  """The ``[num_reference]`` bool mask of the valid rows, or None."""
+  if reference.valid is None:
+    return None
+  num_reference = jnp.shape(reference.labels)[0]
+  checks.check_rank(reference.valid, 1, 'reference.valid', '[num_reference]')
+  checks.check_dim(
+    jnp.shape(reference.valid)[0],
+    num_reference,
+    'reference.valid',
+    0,
+    'rows of `reference.labels`',
+  )
+  checks.check_bool(reference.valid, 'reference.valid')
+  return jnp.asarray(reference.valid)
+
+
 def resolve_reference(
   embeddings: ArrayLike,
   labels: ArrayLike,
-  reference_embeddings: ArrayLike | None,
-  reference_labels: ArrayLike | None,
+  reference: ReferenceSet | None,
   anchor_indices: ArrayLike | None,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+) -> tuple[
+  jax.Array, jax.Array, jax.Array, jax.Array, jax.Array | None, jax.Array
+]:
   """Validates a pairwise loss's inputs and fixes the anchor/reference roles.
 
   Every pairwise loss scores each anchor (a row of `embeddings`) against a
@@ -203,121 +269,75 @@ def resolve_reference(
   Args:
     embeddings: ``[batch, dim]`` anchors.
     labels: ``[batch]`` integer class ids of the anchors.
-    reference_embeddings: ``[num_reference, dim]`` or None (the batch).
-    reference_labels: ``[num_reference]`` or None (required with
-      `reference_embeddings`).
+    reference: a `ReferenceSet`, or None (the batch).
     anchor_indices: ``[batch]`` int row of each anchor in the reference set,
       or None: the identity when the reference is the batch, and "no own
-      copy" when an explicit reference set is given. A negative index means
-      the anchor has no copy in the reference set.
+      copy" when a reference set is given. A negative index means the
+      anchor has no copy in the reference set.
 
   Returns:
     ``(embeddings, labels, reference_embeddings, reference_labels,
-    anchor_indices)`` as arrays, the embeddings in the compute dtype.
+    reference_valid, anchor_indices)`` as arrays, the embeddings in the
+    compute dtype; `reference_valid` is None when every row counts.
   """
-  checks.check_rank(embeddings, 2, 'embeddings', '[batch, dim]')
-  checks.check_floating(embeddings, 'embeddings')
-  checks.check_rank(labels, 1, 'labels', '[batch]')
-  checks.check_integer(labels, 'labels')
+  checks.check_embeddings_and_labels(embeddings, labels, rows='batch')
   batch, dim = jnp.shape(embeddings)
-  checks.check_dim(jnp.shape(labels)[0], batch, 'labels', 0, 'batch')
-  if (reference_embeddings is None) != (reference_labels is None):
-    raise ValueError(
-      '`reference_embeddings` and `reference_labels` must be given '
-      'together, received '
-      f'reference_embeddings={_describe(reference_embeddings)} and '
-      f'reference_labels={_describe(reference_labels)}'
-    )
-  if reference_embeddings is None:
+  if reference is None:
     dtype = checks.compute_dtype(embeddings)
     embeddings = jnp.asarray(embeddings, dtype)
     reference_embeddings = embeddings
     reference_labels = jnp.asarray(labels)
+    reference_valid = None
     default_indices = jnp.arange(batch)
   else:
-    checks.check_rank(
-      reference_embeddings, 2, 'reference_embeddings', '[num_reference, dim]'
+    _check_reference_type(reference)
+    checks.check_embeddings_and_labels(
+      reference.embeddings,
+      reference.labels,
+      embeddings_name='reference.embeddings',
+      labels_name='reference.labels',
+      rows='num_reference',
     )
-    checks.check_floating(reference_embeddings, 'reference_embeddings')
     checks.check_dim(
-      jnp.shape(reference_embeddings)[1],
+      jnp.shape(reference.embeddings)[1],
       dim,
-      'reference_embeddings',
+      'reference.embeddings',
       1,
       'dim of `embeddings`',
     )
-    checks.check_rank(reference_labels, 1, 'reference_labels', '[num_ref]')
-    checks.check_integer(reference_labels, 'reference_labels')
-    checks.check_dim(
-      jnp.shape(reference_labels)[0],
-      jnp.shape(reference_embeddings)[0],
-      'reference_labels',
-      0,
-      'num_reference',
-    )
-    dtype = checks.compute_dtype(embeddings, reference_embeddings)
+    reference_valid = _resolve_valid(reference)
+    dtype = checks.compute_dtype(embeddings, reference.embeddings)
     embeddings = jnp.asarray(embeddings, dtype)
-    reference_embeddings = jnp.asarray(reference_embeddings, dtype)
-    reference_labels = jnp.asarray(reference_labels)
+    reference_embeddings = jnp.asarray(reference.embeddings, dtype)
+    reference_labels = jnp.asarray(reference.labels)
     default_indices = jnp.full((batch,), -1)
   if anchor_indices is None:
     anchor_indices = default_indices
   else:
-    checks.check_rank(anchor_indices, 1, 'anchor_indices', '[batch]')
-    checks.check_integer(anchor_indices, 'anchor_indices')
-    checks.check_dim(
-      jnp.shape(anchor_indices)[0], batch, 'anchor_indices', 0, 'batch'
-    )
+    _check_anchor_indices(anchor_indices, batch)
   return (
     embeddings,
     jnp.asarray(labels),
     reference_embeddings,
     reference_labels,
+    reference_valid,
     jnp.asarray(anchor_indices, jnp.int32),
   )
 
 
-def _describe(value: Any) -> str:
-  return 'None' if value is None else f'shape {jnp.shape(value)}'
-
-
-def resolve_reference_mask(
-  reference_mask: ArrayLike | None, num_reference: int
-) -> jax.Array | None:
-  """Validates a ``[num_reference]`` bool mask of the reference rows.
-
-  Rows where the mask is False (e.g. the unwritten rows of a memory of
-  earlier embeddings) are neither positives nor negatives of any anchor and
-  are not counted.
-
-  Returns:
-    The mask as a bool array, or None when `reference_mask` is None (every
-    row counts, at no cost).
-  """
-  if reference_mask is None:
-    return None
-  checks.check_rank(reference_mask, 1, 'reference_mask', '[num_reference]')
+def _check_anchor_indices(anchor_indices: ArrayLike, batch: int) -> None:
+  checks.check_rank(anchor_indices, 1, 'anchor_indices', '[batch]')
+  checks.check_integer(anchor_indices, 'anchor_indices')
   checks.check_dim(
-    jnp.shape(reference_mask)[0],
-    num_reference,
-    'reference_mask',
-    0,
-    'num_reference',
+    jnp.shape(anchor_indices)[0], batch, 'anchor_indices', 0, 'batch'
   )
-  if jnp.result_type(reference_mask) != jnp.bool_:
-    raise TypeError(
-      '`reference_mask` must be a bool array, received dtype '
-      f'{jnp.result_type(reference_mask)}'
-    )
-  return jnp.asarray(reference_mask)
 
 
 def valid_pairwise_anchors(
   labels: ArrayLike,
   *,
-  reference_labels: ArrayLike | None = None,
+  reference: ReferenceSet | None = None,
   anchor_indices: ArrayLike | None = None,
-  reference_mask: ArrayLike | None = None,
 ) -> jax.Array:
   """Which anchors have at least one positive and one negative.
 
@@ -334,17 +354,21 @@ def valid_pairwise_anchors(
 
   Args:
     labels: ``[batch]`` integer class ids of the anchors.
-    reference_labels: ``[num_reference]`` class ids of the reference set;
-      defaults to `labels`.
+    reference: the `ReferenceSet` the loss was given, or None (the batch).
+      Only its `labels` and `valid` are read; its `embeddings` may be
+      None here.
     anchor_indices: as in the pairwise losses: each anchor's row in the
       reference set (its own copy, which is not a positive), negative for
-      none. Defaults to the identity when `reference_labels` is None and to
-      "no own copy" otherwise.
-    reference_mask: ``[num_reference]`` bool, or None; rows where it is
-      False are neither positives nor negatives (see the pairwise losses).
+      none. Defaults to the identity when `reference` is None and to "no
+      own copy" otherwise.
 
   Returns:
     ``[batch]`` bool.
+
+  Raises:
+    ValueError: on wrong ranks or mismatched shapes.
+    TypeError: on non-integer labels or `anchor_indices`, a non-bool
+      ``reference.valid``, or a `reference` that is not a `ReferenceSet`.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -354,21 +378,27 @@ def valid_pairwise_anchors(
   checks.check_rank(labels, 1, 'labels', '[batch]')
   checks.check_integer(labels, 'labels')
   labels = jnp.asarray(labels)
-  if reference_labels is None:
+  if anchor_indices is not None:
+    _check_anchor_indices(anchor_indices, labels.shape[0])
+  if reference is None:
     reference_labels = labels
+    reference_mask = None
     own_copy = jnp.ones(labels.shape, jnp.int32)
     if anchor_indices is not None:
       own_copy = (jnp.asarray(anchor_indices) >= 0).astype(jnp.int32)
   else:
-    checks.check_rank(reference_labels, 1, 'reference_labels', '[num_ref]')
-    checks.check_integer(reference_labels, 'reference_labels')
-    reference_labels = jnp.asarray(reference_labels)
+    _check_reference_type(reference, fields=('labels',))
+    checks.check_rank(
+      reference.labels, 1, 'reference.labels', '[num_reference]'
+    )
+    checks.check_integer(reference.labels, 'reference.labels')
+    reference_labels = jnp.asarray(reference.labels)
+    reference_mask = _resolve_valid(reference)
     if anchor_indices is None:
       own_copy = jnp.zeros(labels.shape, jnp.int32)
     else:
       own_copy = (jnp.asarray(anchor_indices) >= 0).astype(jnp.int32)
   num_reference = reference_labels.shape[0]
-  reference_mask = resolve_reference_mask(reference_mask, num_reference)
   num_counted = num_reference
   if reference_mask is not None:
     # Masked rows all take one sentinel label, so that they can be taken

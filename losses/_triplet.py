@@ -14,7 +14,6 @@ rather than the round-off-prone ``|x|^2 + |y|^2 - 2 x.y`` expansion.
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from losses import _pairwise, checks
@@ -27,10 +26,8 @@ def batch_hard_triplet_loss(
   margin: ArrayLike,
   squared: bool = False,
   soft: bool = False,
-  reference_embeddings: ArrayLike | None = None,
-  reference_labels: ArrayLike | None = None,
+  reference: _pairwise.ReferenceSet | None = None,
   anchor_indices: ArrayLike | None = None,
-  reference_mask: ArrayLike | None = None,
   block_size: int | None = None,
 ) -> jax.Array:
   r"""Batch-hard triplet loss, per anchor.
@@ -68,18 +65,14 @@ def batch_hard_triplet_loss(
     squared: use the squared Euclidean distance.
     soft: soft margin :math:`\log(1 + e^x)` instead of the hinge
       :math:`[x]_+`.
-    reference_embeddings: ``[num_reference, dim]`` samples the anchors are
-      compared with (e.g. the global batch gathered across devices), or
-      None for the batch itself.
-    reference_labels: ``[num_reference]`` integer class ids; given together
-      with `reference_embeddings`.
+    reference: the `ReferenceSet` the anchors are compared with (e.g. the
+      global batch gathered across devices, or a memory of earlier
+      embeddings whose invalid rows are neither positives nor negatives),
+      or None for the batch itself.
     anchor_indices: ``[batch]`` int row of each anchor's own copy in the
       reference set (neither a positive nor a negative), negative for none.
       Defaults to the identity for the batch itself and to "none" for an
       explicit reference set.
-    reference_mask: ``[num_reference]`` bool, or None (every row counts):
-      rows where it is False are neither positives nor negatives, e.g. the
-      unwritten rows of a memory of earlier embeddings.
     block_size: anchors per block in the search for the hardest samples;
       with a value below ``batch`` no ``[batch, num_reference]`` matrix is
       held, only ``[block_size, num_reference]`` ones. None: all anchors at
@@ -91,11 +84,12 @@ def batch_hard_triplet_loss(
 
   Raises:
     ValueError: on wrong ranks or mismatched shapes, a concrete negative
-      `margin`, a `block_size` <= 0, or only one of `reference_embeddings`
-      and `reference_labels`.
+      `margin`, a `block_size` <= 0, or a `reference` without embeddings or
+      labels.
     TypeError: on non-floating embeddings, non-integer labels or
-      `anchor_indices`, a non-int `block_size`, or non-bool `squared` or
-      `soft`.
+      `anchor_indices`, a non-bool ``reference.valid``, a non-int
+      `block_size`, non-bool `squared` or `soft`, or a `reference` that is
+      not a `ReferenceSet`.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -111,15 +105,11 @@ def batch_hard_triplet_loss(
     Re-Identification <https://arxiv.org/abs/1703.07737>`_, arXiv 2017.
   """
   checks.check_non_negative(margin, 'margin')
-  for name, flag in (('squared', squared), ('soft', soft)):
-    if not isinstance(flag, (bool, np.bool_)):
-      raise TypeError(f'`{name}` must be a Python bool, received {flag!r}')
+  checks.check_python_bool(squared, 'squared')
+  checks.check_python_bool(soft, 'soft')
   checks.check_block_size(block_size)
-  x, y, reference, reference_labels, own_rows = _pairwise.resolve_reference(
-    embeddings, labels, reference_embeddings, reference_labels, anchor_indices
-  )
-  reference_mask = _pairwise.resolve_reference_mask(
-    reference_mask, reference.shape[0]
+  x, y, reference, reference_labels, reference_mask, own_rows = (
+    _pairwise.resolve_reference(embeddings, labels, reference, anchor_indices)
   )
   # Which samples are hardest does not depend differentiably on the
   # embeddings, so the search runs on constants: nothing of it is stored

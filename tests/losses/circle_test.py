@@ -137,21 +137,29 @@ def _pairwise_jit(
     labels,
     margin=margin,
     gamma=gamma,
-    reference_embeddings=reference,
-    reference_labels=reference_labels,
+    reference=_reference_set(reference, reference_labels),
     anchor_indices=anchor_indices,
     block_size=block_size,
   )
 
 
-def _pairwise_grad(x, labels, weights, reference=None, **kwargs):
+def _reference_set(embeddings, labels):
+  """The `ReferenceSet`, or None for the batch (no reference embeddings)."""
+  if embeddings is None:
+    return None
+  return _pairwise.ReferenceSet(embeddings, labels)
+
+
+def _pairwise_grad(
+  x, labels, weights, reference=None, reference_labels=None, **kwargs
+):
   """Gradient of ``weights . loss`` w.r.t. the embeddings (and reference)."""
 
   def weighted(x, reference):
     loss = _circle.circle_loss_pairwise(
       x,
       labels,
-      reference_embeddings=reference,
+      reference=_reference_set(reference, reference_labels),
       **kwargs,
     )
     return jnp.sum(weights * loss)
@@ -270,8 +278,7 @@ def test_pairwise_gradient_reference_set_frozen_alpha_differences():
         labels,
         margin=margin,
         gamma=gamma,
-        reference_embeddings=reference_,
-        reference_labels=reference_labels,
+        reference=_pairwise.ReferenceSet(reference_, reference_labels),
         anchor_indices=anchor_indices,
         block_size=block_size,
       )
@@ -496,8 +503,7 @@ def test_pairwise_local_anchors_against_global_batch(block_size):
         labels[rows],
         margin=0.25,
         gamma=64.0,
-        reference_embeddings=x_,
-        reference_labels=labels,
+        reference=_pairwise.ReferenceSet(x_, labels),
         anchor_indices=rows,
         block_size=block_size,
       )
@@ -746,31 +752,37 @@ def test_bad_input(call, overrides, error, message):
     ({'block_size': -3}, ValueError, r'`block_size`.*received -3'),
     ({'block_size': 1.5}, TypeError, r'`block_size`.*received 1.5'),
     (
-      {'reference_embeddings': np.zeros((6, 3), np.float32)},
+      {'reference': _pairwise.ReferenceSet(np.zeros((6, 3), np.float32), None)},
       ValueError,
-      r'`reference_embeddings` and `reference_labels` must be given together'
-      r'.*shape \(6, 3\).*reference_labels=None',
+      r'`reference.labels` must be an array, received None',
     ),
     (
-      {'reference_labels': np.zeros(6, np.int32)},
+      {'reference': _pairwise.ReferenceSet(None, np.zeros(6, np.int32))},
       ValueError,
-      r'reference_embeddings=None.*shape \(6,\)',
+      r'`reference.embeddings` must be an array, received None',
     ),
     (
-      {
-        'reference_embeddings': np.zeros((6, 2), np.float32),
-        'reference_labels': np.zeros(6, np.int32),
-      },
-      ValueError,
-      r'`reference_embeddings` must have size 3 along axis 1.*received 2',
+      {'reference': (np.zeros((6, 3), np.float32), np.zeros(6, np.int32))},
+      TypeError,
+      r'`reference` must be a losses.ReferenceSet or None, received tuple',
     ),
     (
       {
-        'reference_embeddings': np.zeros((6, 3), np.float32),
-        'reference_labels': np.zeros(5, np.int32),
+        'reference': _pairwise.ReferenceSet(
+          np.zeros((6, 2), np.float32), np.zeros(6, np.int32)
+        )
       },
       ValueError,
-      r'`reference_labels` must have size 6 along axis 0.*received 5',
+      r'`reference.embeddings` must have size 3 along axis 1.*received 2',
+    ),
+    (
+      {
+        'reference': _pairwise.ReferenceSet(
+          np.zeros((6, 3), np.float32), np.zeros(5, np.int32)
+        )
+      },
+      ValueError,
+      r'`reference.labels` must have size 6 along axis 0.*received 5',
     ),
     (
       {'anchor_indices': np.zeros(3, np.int32)},

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from jax import test_util
 
+import losses
 from losses import _distance_matrix
 
 loss_fn = _distance_matrix.distance_matrix_loss
@@ -206,8 +207,7 @@ def test_gradients_with_reference_set(distance):
         x,
         y,
         distance=distance,
-        reference_embeddings=ref,
-        reference_labels=ref_y,
+        reference=losses.ReferenceSet(ref, ref_y),
         anchor_indices=own,
       )
     )
@@ -387,16 +387,15 @@ def test_blocks_equal_dense(distance, block_size, with_reference):
   kwargs = dict(distance=distance, relaxation=0.05)
   if with_reference:
     ref, ref_y = _data(10, 4, 3, 16, np.float32)
-    kwargs.update(
-      reference_labels=ref_y,
-      anchor_indices=jnp.array([0, 2, -1, 4, 9, -1, 6, 1]),
-    )
+    kwargs.update(anchor_indices=jnp.array([0, 2, -1, 4, 9, -1, 6, 1]))
   else:
-    ref = None
+    ref = ref_y = None
   weights = jnp.linspace(0.5, 2.0, 8)
 
   def objective(x, ref, block_size):
-    extra = {} if ref is None else {'reference_embeddings': ref}
+    extra = (
+      {} if ref is None else {'reference': losses.ReferenceSet(ref, ref_y)}
+    )
     per_anchor = loss_fn(x, y, block_size=block_size, **kwargs, **extra)
     return jnp.sum(weights * per_anchor), per_anchor
 
@@ -425,8 +424,7 @@ def test_anchor_slice_against_whole_batch_equals_rows_of_full_loss(
   )(
     x[rows],
     y[rows],
-    reference_embeddings=x,
-    reference_labels=y,
+    reference=losses.ReferenceSet(x, y),
     anchor_indices=jnp.asarray(rows),
   )
   np.testing.assert_allclose(sliced, full[rows], rtol=1e-12)
@@ -448,8 +446,10 @@ def test_data_parallel_shards_equal_the_global_batch(block_size):
       y_local,
       relaxation=0.05,
       block_size=block_size,
-      reference_embeddings=jax.lax.all_gather(x_local, 'devices', tiled=True),
-      reference_labels=jax.lax.all_gather(y_local, 'devices', tiled=True),
+      reference=losses.ReferenceSet(
+        jax.lax.all_gather(x_local, 'devices', tiled=True),
+        jax.lax.all_gather(y_local, 'devices', tiled=True),
+      ),
       anchor_indices=index * local + jnp.arange(local),
     )
 
@@ -471,7 +471,7 @@ def test_data_parallel_shards_equal_the_global_batch(block_size):
 def test_explicit_reference_without_indices_excludes_nothing():
   x, y = _data(4, 3, 2, 18)
   ref, ref_y = _data(5, 3, 2, 19)
-  got = jit_loss(x, y, reference_embeddings=ref, reference_labels=ref_y)
+  got = jit_loss(x, y, reference=losses.ReferenceSet(ref, ref_y))
   np.testing.assert_allclose(
     got, _reference(x, y, ref=ref, ref_y=ref_y), rtol=1e-12
   )
@@ -491,8 +491,7 @@ def test_gradient_through_reference_and_anchors_adds_up():
         x,
         y,
         normalize=True,
-        reference_embeddings=x,
-        reference_labels=y,
+        reference=losses.ReferenceSet(x, y),
         anchor_indices=jnp.arange(7),
       )
     )
@@ -527,17 +526,18 @@ _X, _Y = _data(4, 3, 2, 21)
     ({'normalize': 'yes'}, TypeError, "`normalize`.*'yes'"),
     ({'block_size': 0}, ValueError, '`block_size`'),
     (
-      {'reference_embeddings': jnp.zeros((3, 3))},
+      {'reference': losses.ReferenceSet(jnp.zeros((3, 3)), None)},
       ValueError,
-      '`reference_labels`',
+      '`reference.labels`',
     ),
     (
       {
-        'reference_embeddings': jnp.zeros((3, 2)),
-        'reference_labels': jnp.zeros((3,), jnp.int32),
+        'reference': losses.ReferenceSet(
+          jnp.zeros((3, 2)), jnp.zeros((3,), jnp.int32)
+        )
       },
       ValueError,
-      '`reference_embeddings`',
+      '`reference.embeddings`',
     ),
     (
       {'anchor_indices': jnp.zeros((5,), jnp.int32)},

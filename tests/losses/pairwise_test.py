@@ -249,8 +249,9 @@ def test_valid_pairwise_anchors_matches_loop(seed):
   np.testing.assert_array_equal(got, _valid_ref(labels, labels, range(9)))
   # A reference set without own copies.
   reference_labels = rng.integers(0, 4, 6)
+  # Only the labels (and valid rows) of the reference set are read.
   got = _pairwise.valid_pairwise_anchors(
-    labels, reference_labels=reference_labels
+    labels, reference=_pairwise.ReferenceSet(None, reference_labels)
   )
   np.testing.assert_array_equal(
     got, _valid_ref(labels, reference_labels, [-1] * 9)
@@ -258,7 +259,9 @@ def test_valid_pairwise_anchors_matches_loop(seed):
   # Local anchors (a slice) inside the global batch.
   indices = np.arange(3, 7)
   got = _pairwise.valid_pairwise_anchors(
-    labels[indices], reference_labels=labels, anchor_indices=indices
+    labels[indices],
+    reference=_pairwise.ReferenceSet(np.zeros((9, 2)), labels),
+    anchor_indices=indices,
   )
   np.testing.assert_array_equal(
     got, _valid_ref(labels[indices], labels, indices)
@@ -291,3 +294,21 @@ def test_kernels_reject_bad_input():
     _pairwise.pairwise_squared_distance(np.zeros((4, 3), np.int32))
   with pytest.raises(TypeError, match='`labels` must hold integer.*float'):
     _pairwise.valid_pairwise_anchors(np.zeros(4, np.float32))
+
+
+def test_valid_pairwise_anchors_rejects_a_bad_reference():
+  labels = np.zeros(4, np.int32)
+  with pytest.raises(TypeError, match='`reference` must be a losses.Refer'):
+    _pairwise.valid_pairwise_anchors(labels, reference=np.zeros(4, np.int32))
+  with pytest.raises(ValueError, match='`reference.labels` must be an array'):
+    _pairwise.valid_pairwise_anchors(
+      labels, reference=_pairwise.ReferenceSet(np.zeros((4, 2)), None)
+    )
+  with pytest.raises(TypeError, match='`reference.labels` must hold integer'):
+    _pairwise.valid_pairwise_anchors(
+      labels, reference=_pairwise.ReferenceSet(None, np.zeros(4))
+    )
+  with pytest.raises(
+    ValueError, match=r'`anchor_indices` must have size 4 along axis 0.*3'
+  ):
+    _pairwise.valid_pairwise_anchors(labels, anchor_indices=np.arange(3))

@@ -1,4 +1,4 @@
-"""`reference_mask`: a masked reference row is as if it were not there.
+"""`ReferenceSet.valid`: a masked reference row is as if it were not there.
 
 Every pair-wise loss (and `valid_pairwise_anchors`) with a mask must equal
 the same call on the reference set with the masked rows removed: values
@@ -76,18 +76,15 @@ def test_masked_rows_are_as_if_removed(name, block_size, with_own_copies):
     return loss_fn(
       x,
       labels,
-      reference_embeddings=r,
-      reference_labels=reference_labels,
+      reference=losses.ReferenceSet(r, reference_labels, mask),
       anchor_indices=indices,
-      reference_mask=mask,
     )
 
   def removed(x, r):
     return loss_fn(
       x,
       labels,
-      reference_embeddings=r,
-      reference_labels=reference_labels[mask],
+      reference=losses.ReferenceSet(r, reference_labels[mask]),
       anchor_indices=_kept_indices(indices, mask),
     )
 
@@ -114,16 +111,17 @@ def test_masked_rows_are_as_if_removed(name, block_size, with_own_copies):
 def test_valid_anchors_with_mask_are_as_if_removed(with_own_copies):
   valid = jax.jit(losses.valid_pairwise_anchors)
   for seed in range(4):
-    _, labels, _, reference_labels, mask, indices = _case(seed, with_own_copies)
+    _, labels, reference, reference_labels, mask, indices = _case(
+      seed, with_own_copies
+    )
     got = valid(
       labels,
-      reference_labels=reference_labels,
+      reference=losses.ReferenceSet(reference, reference_labels, mask),
       anchor_indices=indices,
-      reference_mask=mask,
     )
     want = valid(
       labels,
-      reference_labels=reference_labels[mask],
+      reference=losses.ReferenceSet(reference[mask], reference_labels[mask]),
       anchor_indices=_kept_indices(indices, mask),
     )
     np.testing.assert_array_equal(got, want)
@@ -136,23 +134,18 @@ def test_mask_with_the_sentinel_label_and_an_empty_reference():
   labels = np.array([top, 5], np.int32)
   reference_labels = np.array([top, top, 0, 5], np.int32)
   mask = np.array([True, False, True, False])
+  reference = np.zeros((4, 3), np.float32)
   got = losses.valid_pairwise_anchors(
-    labels, reference_labels=reference_labels, reference_mask=mask
+    labels, reference=losses.ReferenceSet(reference, reference_labels, mask)
   )
   np.testing.assert_array_equal(got, [True, False])
   # Everything masked: no anchor has a pair; the losses are 0, finite.
-  nothing = np.zeros(4, bool)
-  got = losses.valid_pairwise_anchors(
-    labels, reference_labels=reference_labels, reference_mask=nothing
-  )
+  nothing = losses.ReferenceSet(reference, reference_labels, np.zeros(4, bool))
+  got = losses.valid_pairwise_anchors(labels, reference=nothing)
   np.testing.assert_array_equal(got, [False, False])
   for loss_fn in _LOSSES.values():
     values = jax.jit(loss_fn)(
-      np.ones((2, 3), np.float32),
-      labels,
-      reference_embeddings=np.zeros((4, 3), np.float32),
-      reference_labels=reference_labels,
-      reference_mask=nothing,
+      np.ones((2, 3), np.float32), labels, reference=nothing
     )
     np.testing.assert_array_equal(values, 0.0)
 
@@ -160,20 +153,19 @@ def test_mask_with_the_sentinel_label_and_an_empty_reference():
 def test_bad_mask_is_rejected():
   x = np.zeros((2, 3), np.float32)
   labels = np.zeros(2, np.int32)
-  kwargs = {
-    'reference_embeddings': np.zeros((4, 3), np.float32),
-    'reference_labels': np.zeros(4, np.int32),
-  }
-  with pytest.raises(ValueError, match='`reference_mask` must have size 4'):
+  rows = np.zeros((4, 3), np.float32), np.zeros(4, np.int32)
+  with pytest.raises(ValueError, match='`reference.valid` must have size 4'):
     losses.circle_loss_pairwise(
       x,
       labels,
       margin=0.25,
       gamma=16.0,
-      reference_mask=np.ones(3, bool),
-      **kwargs,
+      reference=losses.ReferenceSet(*rows, valid=np.ones(3, bool)),
     )
-  with pytest.raises(TypeError, match='`reference_mask` must be a bool'):
+  with pytest.raises(TypeError, match='`reference.valid` must be a bool'):
     losses.batch_hard_triplet_loss(
-      x, labels, margin=0.1, reference_mask=np.ones(4, np.int32), **kwargs
+      x,
+      labels,
+      margin=0.1,
+      reference=losses.ReferenceSet(*rows, valid=np.ones(4, np.int32)),
     )

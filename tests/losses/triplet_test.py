@@ -81,8 +81,11 @@ def _loss_jit(
     margin=margin,
     squared=squared,
     soft=soft,
-    reference_embeddings=reference,
-    reference_labels=reference_labels,
+    reference=(
+      None
+      if reference is None
+      else _pairwise.ReferenceSet(reference, reference_labels)
+    ),
     anchor_indices=anchor_indices,
     block_size=block_size,
   )
@@ -194,8 +197,7 @@ def test_reference_set_gradients_match_finite_differences():
         x_,
         labels,
         margin=2.0,
-        reference_embeddings=reference_,
-        reference_labels=reference_labels,
+        reference=_pairwise.ReferenceSet(reference_, reference_labels),
         anchor_indices=np.array([1, -1, 3, 0]),
       )
     )
@@ -345,8 +347,7 @@ def test_local_anchors_against_global_batch(block_size):
         x_[rows],
         labels[rows],
         margin=1.0,
-        reference_embeddings=x_,
-        reference_labels=labels,
+        reference=_pairwise.ReferenceSet(x_, labels),
         anchor_indices=rows,
         block_size=block_size,
       )
@@ -415,18 +416,18 @@ def _call(**overrides):
       r'`labels` must hold integer class ids, received dtype float64',
     ),
     (
-      {'reference_embeddings': np.zeros((6, 3), np.float32)},
+      {'reference': _pairwise.ReferenceSet(np.zeros((6, 3), np.float32), None)},
       ValueError,
-      r'`reference_embeddings` and `reference_labels` must be given together'
-      r'.*shape \(6, 3\).*reference_labels=None',
+      r'`reference.labels` must be an array, received None',
     ),
     (
       {
-        'reference_embeddings': np.zeros((6, 2), np.float32),
-        'reference_labels': np.zeros(6, np.int32),
+        'reference': _pairwise.ReferenceSet(
+          np.zeros((6, 2), np.float32), np.zeros(6, np.int32)
+        )
       },
       ValueError,
-      r'`reference_embeddings` must have size 3 along axis 1.*received 2',
+      r'`reference.embeddings` must have size 3 along axis 1.*received 2',
     ),
     (
       {'anchor_indices': np.zeros((4, 1), np.int32)},

@@ -28,8 +28,9 @@ def _global_batch_kwargs(inputs):
   if inputs.global_batch is None:
     return {}
   return {
-    'reference_embeddings': inputs.global_batch.embeddings,
-    'reference_labels': inputs.global_batch.labels,
+    'reference': losses.ReferenceSet(
+      inputs.global_batch.embeddings, inputs.global_batch.labels
+    ),
     'anchor_indices': inputs.global_batch.anchor_indices,
   }
 
@@ -39,15 +40,13 @@ def _memory_kwargs(inputs):
   # step's (the step enqueues after the loss). It may hold earlier copies
   # of the same images, which count as pairs, as in XBM.
   return {
-    'reference_embeddings': inputs.memory.embeddings,
-    'reference_labels': inputs.memory.labels,
-    'reference_mask': inputs.memory.valid,
+    'reference': losses.ReferenceSet(
+      inputs.memory.embeddings, inputs.memory.labels, inputs.memory.valid
+    ),
   }
 
 
 def _valid_anchors(inputs, kwargs):
-  kwargs = dict(kwargs)
-  kwargs.pop('reference_embeddings', None)
   return losses.valid_pairwise_anchors(inputs.labels, **kwargs)
 
 
