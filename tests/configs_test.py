@@ -10,7 +10,7 @@ from ml_collections import config_flags
 
 import input_pipeline
 import models
-import train
+from common import cli
 from input_pipeline.datasets import catalog
 from training import objectives
 
@@ -149,7 +149,7 @@ def test_command_line_rejects_another_losss_hyperparameter():
   with pytest.raises(AttributeError):
     _parse(*argv)
   # What train.py prints instead of config_flags' bare "'gamma'".
-  assert train.unknown_override_message(argv) == (
+  assert cli.unknown_override_message(argv) == (
     "--config.loss.gamma: config.loss has no field 'gamma'; its fields: "
     'built_for, margin, name, scale'
   )
@@ -172,7 +172,7 @@ def test_command_line_names_valid_backbone_attributes():
   ]
   with pytest.raises(AttributeError):
     _parse(*argv)
-  assert train.unknown_override_message(argv) == (
+  assert cli.unknown_override_message(argv) == (
     '--config.model.stage_filterz: config.model has no field '
     "'stage_filterz'; its fields: bn_momentum, dtype, embedding_dim, "
     'freeze_batch_norm, init_from, name, stage_filters'
