@@ -60,6 +60,7 @@ def train_and_evaluate(
   """
   # Every setting is checked, and the data opened, before the workdir is
   # touched or anything is compiled.
+  lifecycle.check_workdir(workdir)
   run = experiment or experiment_lib.build(config)
   _log_plan(run)
   with lifecycle.exclusive_workdir(workdir, purpose=' '.join(sys.argv)):
@@ -122,6 +123,7 @@ def train_and_evaluate(
           checkpointer.save(step, state)
           guard.last_checkpoint = step
         if eval_due(step):
+          jax.block_until_ready(state)  # The steps' time is not the eval's.
           start = time.perf_counter()
           writer.write_scalars(step, _scalars(evaluate(state), 'test/'))
           progress.pause(time.perf_counter() - start)
@@ -133,23 +135,18 @@ def train_and_evaluate(
 
 
 def _log_plan(run: experiment_lib.Experiment) -> None:
-  config, info = run.config, run.dataset.info
+  described = run.described_hparams()
   logging.info(
-    'Training %s on %s: %d steps (%d per epoch), global batch %d.',
+    'Training %s(%s) on %s: %d steps (%d per epoch), global batch %d.',
     run.objective.name,
-    info.name,
+    ', '.join(f'{key}={d["value"]!r}' for key, d in described.items()),
+    run.dataset.info.name,
     run.num_train_steps,
     run.steps_per_epoch,
     run.dataset.global_batch_size,
   )
-  for key, described in run.described_hparams().items():
-    logging.info(
-      'loss %s: %s = %r (%s)',
-      config.loss.name,
-      key,
-      described['value'],
-      described['source'],
-    )
+  for key, value in described.items():  # Also in results.json.
+    logging.debug('loss %s: %s = %r (%s)', key, value['value'], value['source'])
 
 
 def _log_start(start_step: int, num_train_steps: int, directory: str) -> None:

@@ -152,7 +152,8 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 class QuietLibraries(logging_lib.Filter):
   """Drops the INFO chatter of orbax, tfds, grain and faiss (every save,
-  restore and file read); their warnings and errors still show."""
+  restore and file read) and JAX's search for backends that are not
+  there; their warnings and errors still show."""
 
   _NOISY = (
     '/orbax/',
@@ -160,6 +161,7 @@ class QuietLibraries(logging_lib.Filter):
     '/grain/',
     '/array_record/',
     '/faiss/',
+    '/jax/_src/xla_bridge.py',
   )
 
   def filter(self, record: logging_lib.LogRecord) -> bool:

@@ -51,5 +51,5 @@ def default_input_config() -> ml_collections.ConfigDict:
   # weights, 'none' for weights a run of this project exported.
   config.normalization = ml_collections.config_dict.placeholder(str)
   config.num_threads = 2  # grain threads building batches ahead.
-  config.prefetch = 4  # Batches grain keeps ready.
+  config.prefetch = 4  # Batches grain keeps ready (at least num_threads).
   return config

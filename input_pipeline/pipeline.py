@@ -214,7 +214,9 @@ class Dataset:
       dataset.to_iter_dataset(
         grain.ReadOptions(
           num_threads=self._num_threads,
-          prefetch_buffer_size=max(self._prefetch, 1),
+          # A buffer smaller than the threads would leave threads idle
+          # (grain warns); config.input.prefetch is a lower bound.
+          prefetch_buffer_size=max(self._prefetch, self._num_threads),
         )
       )
     )

@@ -23,6 +23,15 @@ class WorkdirInUseError(locks.LockTimeout):
   """Another live run holds the workdir (its lock, not waited for)."""
 
 
+def check_workdir(workdir: str) -> None:
+  """Raises NotADirectoryError when `workdir` exists and is not a folder."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise NotADirectoryError(
+      f'--workdir must be a directory (or not exist yet); '
+      f'{os.path.abspath(workdir)} is a file'
+    )
+
+
 @contextlib.contextmanager
 def exclusive_workdir(workdir: str, purpose: str) -> Iterator[None]:
   """Holds the workdir for this run; a second live run is refused at once.
@@ -38,10 +47,7 @@ def exclusive_workdir(workdir: str, purpose: str) -> Iterator[None]:
       host, since when, its command line).
   """
   workdir = os.path.abspath(workdir)
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise NotADirectoryError(
-      f'--workdir must be a directory (or not exist yet); {workdir} is a file'
-    )
+  check_workdir(workdir)
   lock_path = os.path.join(workdir, f'.run-{jax.process_index()}.lock')
   held = contextlib.ExitStack()
   try:

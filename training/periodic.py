@@ -76,7 +76,9 @@ class ReportProgress:
   """The progress line (on process 0) and the training metrics.
 
   ``step 120/660 | loss 0.4521 | 25.3 steps/s | ETA 0m21s``: steps/s over
-  the steps since the previous line; evaluation time is not counted.
+  the steps since the previous line, evaluations left out (`pause`); the
+  first line of a run gives the time its first steps took instead, which
+  includes compiling the step.
   """
 
   def __init__(self, num_train_steps: int, writer, *, start_step: int):
@@ -85,31 +87,36 @@ class ReportProgress:
     self._last_step = start_step
     self._last_time = time.perf_counter()
     self._paused = 0.0
+    self._first = True
 
   def pause(self, seconds: float) -> None:
     """Leaves `seconds` (e.g. an evaluation) out of the next rate."""
     self._paused += seconds
 
   def __call__(self, step: int, loss: float, metrics) -> None:
+    """Reports `step`; `loss` has been read, so the step has finished."""
     now = time.perf_counter()
     elapsed = max(now - self._last_time - self._paused, 1e-9)
     steps_per_second = (step - self._last_step) / elapsed
-    self._last_step, self._last_time, self._paused = step, now, 0.0
-    eta = (self._num_train_steps - step) / max(steps_per_second, 1e-9)
-    logging.info(
-      'step %d/%d | loss %.4f | %.1f steps/s | ETA %s',
-      step,
-      self._num_train_steps,
-      loss,
-      steps_per_second,
-      format_seconds(eta),
-    )
+    line = f'step {step}/{self._num_train_steps} | loss {loss:.4f} | '
+    if self._first:
+      line += (
+        f'{step - self._last_step} steps in {format_seconds(elapsed)} '
+        '(compilation included)'
+      )
+    else:
+      eta = (self._num_train_steps - step) / max(steps_per_second, 1e-9)
+      line += f'{steps_per_second:.1f} steps/s | ETA {format_seconds(eta)}'
+    logging.info('%s', line)
     scalars = {
       f'train/{key}': float(value)
       for key, value in steps_lib.to_host(metrics).items()
     }
-    scalars['train/steps_per_second'] = steps_per_second
+    if not self._first:
+      scalars['train/steps_per_second'] = steps_per_second
     self._writer.write_scalars(step, scalars)
+    self._last_step, self._last_time = step, now
+    self._paused, self._first = 0.0, False
 
 
 def format_seconds(seconds: float) -> str:

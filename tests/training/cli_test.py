@@ -58,6 +58,43 @@ def test_bad_input_is_one_line_and_non_zero(argv, expected, tmp_path):
   assert '--traceback shows where' in lines[0]
 
 
+def test_a_wrong_type_override_is_one_line_with_its_value(tmp_path):
+  returncode, lines = _error_lines(
+    '--config=configs/default.py',
+    '--config.num_epochs=abc',
+    workdir=tmp_path / 'work',
+  )
+  assert returncode != 0
+  assert lines == [
+    'train.py: flag --config.num_epochs=abc: invalid literal for int() with '
+    "base 10: 'abc' (--helpfull lists the flags; --traceback shows where)"
+  ]
+
+
+def test_a_missing_config_file_is_named_and_nothing_is_created(tmp_path):
+  returncode, lines = _error_lines(
+    '--config=configs/nope.py', workdir=tmp_path / 'work'
+  )
+  assert returncode != 0
+  assert lines == [
+    "train.py: --config: the config file 'configs/nope.py' does not exist"
+  ]
+  assert not (tmp_path / 'work').exists()
+
+
+def test_a_workdir_that_is_a_file_is_refused_before_any_data(tmp_path):
+  workdir = tmp_path / 'file'
+  workdir.write_text('')
+  config = tiny.get_config()
+  config.input.data_dir = str(tmp_path / 'tfds')
+  with pytest.raises(NotADirectoryError) as error:
+    train.train_and_evaluate(config, str(workdir))
+  assert str(error.value) == (
+    f'--workdir must be a directory (or not exist yet); {workdir} is a file'
+  )
+  assert not (tmp_path / 'tfds').exists()
+
+
 def test_traceback_flag_shows_the_traceback(tmp_path):
   returncode, lines = _error_lines(
     '--config=configs/default.py:nope', '--traceback', workdir=tmp_path
