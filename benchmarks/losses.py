@@ -112,10 +112,6 @@ def _single_label(sampling: str) -> list[objectives.Objective]:
   ]
 
 
-def _is_pairwise(sampling: str) -> bool:
-  return sampling == 'class_balanced'
-
-
 def _hparams(objective: objectives.Objective, block_size: int | None):
   """Default hyperparameters; `block_size` where the objective has one."""
   config = objectives.loss_config(objective.name)

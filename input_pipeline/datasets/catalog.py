@@ -29,6 +29,9 @@ import os
 import tensorflow_datasets as tfds
 
 PREPARE_MODULE = 'input_pipeline.prepare'
+# The digits' stored pixel values are counts 0..16 (4x4 blocks of a 32x32
+# bitmap), not 0..255.
+_DIGITS_MAX_PIXEL_VALUE = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +85,7 @@ SPECS = {
       tfds_name='digits',
       origin='embedded',
       num_classes=10,
-      max_pixel_value=16,
+      max_pixel_value=_DIGITS_MAX_PIXEL_VALUE,
       image_shape=(8, 8, 1),
     ),
     DataSetSpec(
@@ -93,7 +96,7 @@ SPECS = {
       label_format='multi_hot',
       multilabel=True,
       num_classes=10,
-      max_pixel_value=16,
+      max_pixel_value=_DIGITS_MAX_PIXEL_VALUE,
       image_shape=(8, 16, 1),
       disjoint_pool=None,
     ),

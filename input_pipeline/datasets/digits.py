@@ -24,9 +24,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 NUM_CLASSES = 10
-# The raw digits' pixel values are counts 0..16 (4x4 blocks of a 32x32
-# bitmap), not 0..255.
-MAX_PIXEL_VALUE = 16
 _TEST_FRACTION = 0.2
 _SPLIT_SEED = 0
 # Separate streams so that the pairing of train and test composites are
