@@ -27,6 +27,10 @@ def rng_for(seed: int, counter: int, stream: int) -> np.random.Generator:
   return np.random.default_rng([seed % 2**64, counter, stream])
 
 
+def _power_of_two_at_most(n: int) -> int:
+  return 1 << (max(n, 1).bit_length() - 1)
+
+
 class RandomSampler:
   """Epochs of fresh permutations; each global batch a slice of one.
 
@@ -49,7 +53,8 @@ class RandomSampler:
     if batch_size > num_examples:
       raise ValueError(
         f'config.input.batch_size={batch_size} is larger than the '
-        f'{num_examples} training examples'
+        f'{num_examples} training examples: pass a smaller one, e.g. '
+        f'--config.input.batch_size={_power_of_two_at_most(num_examples)}'
       )
     self.num_examples = num_examples
     self.batch_size = batch_size
