@@ -22,7 +22,9 @@ the lock and its holder. In a multi-process JAX run, `process_0_first` lets
 process 0 prepare before the others look.
 """
 
+import contextlib
 import glob
+import io
 import os
 import shutil
 import sys
@@ -152,7 +154,13 @@ def prepare_once(
     if is_prepared(version_dir):
       return version_dir
     _discard_unfinished(version_dir)
-    build()
+    if origin == 'catalog':
+      build()  # TFDS prints the download's size: the user may cancel.
+    else:
+      # Local files have no download size; TFDS would print "Unknown size".
+      logging.info('Preparing %s into %s (once).', purpose, version_dir)
+      with contextlib.redirect_stdout(io.StringIO()):
+        build()
     if not is_prepared(version_dir):
       raise RuntimeError(
         f'The preparation ({purpose}) ended without writing '
