@@ -30,8 +30,8 @@ _IDENTITY_FIELDS = (
 # Parts of the fields above that are not identity: where a new run's
 # weights came from (a resumed run restores its own; the file may be gone).
 _NOT_IDENTITY = {'model': ('init_from',)}
-# Values that mean the same as None, the value of checkpoints written
-# before the field existed: pixels in [0, 1].
+# Values that mean the same as None: 'none' and None both keep pixels in
+# [0, 1].
 _SAME_AS_NONE = {'input.normalization': ('none',)}
 
 

@@ -135,8 +135,8 @@ def create_optimizer(
   new layers learn alone while they are random; AdamW's moments of the
   backbone still follow its gradients then, where torch's
   ``requires_grad=False`` leaves them unset). With every multiplier 1
-  and no frozen steps it is the plain optimiser, whose state checkpoints of
-  earlier runs hold.
+  and no frozen steps it is the plain optimiser, one state for all
+  parameters.
 
   Args:
     config: ``config.optimizer``: ``name`` ('sgd' or 'adamw'),
