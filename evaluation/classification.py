@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 
-from losses import checks
+from common import checks
 
 
 def accuracy(logits_or_predictions: Any, labels: Any) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as sklearn_metrics
 
-from losses import checks
+from common import checks
 
 
 def _validated(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -75,7 +75,7 @@ class Memory(NamedTuple):
       batches; constants (no gradient reaches them).
     labels: ``[size]`` int32 class ids.
     valid: ``[size]`` bool, False for rows not written yet: such rows must
-      be neither positives nor negatives (``reference_mask`` of the
+      be neither positives nor negatives (``ReferenceSet.valid`` of the
       pair-wise losses).
     weight: the memory term's weight (XBM's lambda), a Python float.
   """
