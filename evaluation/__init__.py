@@ -11,8 +11,12 @@ arrays or file paths:
 * Retrieval: `retrieval_metrics` (Recall@K, precision@1, R-precision, MAP@R,
   NMI, with pytorch-metric-learning's AccuracyCalculator semantics) and
   `kmeans_nmi`.
+* Re-identification: `reid_metrics` (CMC@K, mAP, mINP; Market-1501
+  protocol, torchreid's conventions).
 * Multi-label: `multilabel_metrics` (mAP, CP, CR, CF1, OP, OR, OF1) and
   `average_precision_per_label`.
+* Face verification: `verification_metrics` (10-fold pair accuracy, TAR at
+  FAR, AUC, EER, insightface's semantics) and `verification_roc`.
 * Plots (PNG): `plot_features`, `plot_class_geometry`, `plot_feature_grid`.
 """
 
@@ -38,7 +42,9 @@ from evaluation.plots import (
   plot_feature_grid,
   plot_features,
 )
+from evaluation.reid import reid_metrics
 from evaluation.retrieval import kmeans_nmi, retrieval_metrics
+from evaluation.verification import verification_metrics, verification_roc
 
 __all__ = [
   'Compactness',
@@ -58,6 +64,9 @@ __all__ = [
   'plot_class_geometry',
   'plot_feature_grid',
   'plot_features',
+  'reid_metrics',
   'retrieval_metrics',
   'separability_ratio',
+  'verification_metrics',
+  'verification_roc',
 ]
