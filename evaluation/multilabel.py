@@ -2,7 +2,8 @@
 
 The set of metrics is the one of the SRN evaluation code (Zhu et al., CVPR
 2017) that G-softmax reports on MS COCO and NUS-WIDE: mAP, CP, CR, CF1, OP,
-OR, OF1. Average precision comes from scikit-learn.
+OR, OF1, at a threshold and for each example's top-3 labels. Average
+precision comes from scikit-learn.
 """
 
 from typing import Any
@@ -65,12 +66,22 @@ def _harmonic_mean(precision: float, recall: float) -> float:
 
 
 def multilabel_metrics(
-  scores: Any, targets: Any, *, threshold: float = 0.5
+  scores: Any,
+  targets: Any,
+  *,
+  threshold: float = 0.5,
+  top_k: int | None = None,
 ) -> dict[str, float]:
   r"""mAP and per-class / overall precision, recall and F1.
 
   A label is predicted when its score is >= `threshold` (0.5 on
-  probabilities, as the G-softmax multi-label code does). With, for label
+  probabilities, as the G-softmax multi-label code does) and, with
+  `top_k`, it is also among the example's `top_k` highest scores: the
+  top-3 convention of ML-GCN's ``AveragePrecisionMeter.overall_topk``
+  (Chen et al., CVPR 2019), whose threshold is 0 on logits, 0.5 on
+  probabilities. Ties among the scores go to the lower label index
+  (ML-GCN's ``torch.topk`` leaves them unspecified); a `top_k` of at least
+  the number of labels changes nothing. With, for label
   l, :math:`N^c_l` correctly predicted positives, :math:`N^p_l` predicted
   positives and :math:`N^g_l` ground-truth positives, and L labels:
 
@@ -93,20 +104,36 @@ def multilabel_metrics(
     targets: ``[n, num_labels]`` ground truth in {0, 1} (ints, bools or
       floats).
     threshold: scores >= threshold are predicted positives.
+    top_k: None, or a positive int: only each example's `top_k` highest
+      scores may be predicted positives.
 
   Returns:
     ``{'map', 'cp', 'cr', 'cf1', 'op', 'or', 'of1'}`` as Python floats in
-    ``[0, 1]`` (fractions, not percentages).
+    ``[0, 1]`` (fractions, not percentages); with `top_k` = k, the six
+    thresholded names become ``'cp@k'`` ... ``'of1@k'`` (``'map'`` does not
+    depend on k and keeps its name).
+
+  Example:
+    >>> scores = np.array([[0.9, 0.8, 0.6, 0.1]])
+    >>> multilabel_metrics(scores, np.array([[1, 0, 1, 0]]), top_k=2)['op@2']
+    0.5
 
   Raises:
-    ValueError: on wrong ranks or shapes, empty inputs or targets other
-      than 0/1.
-    TypeError: on non-floating `scores`.
+    ValueError: on wrong ranks or shapes, empty inputs, targets other
+      than 0/1 or a non-positive `top_k`.
+    TypeError: on non-floating `scores` or a non-int `top_k`.
   """
   scores, targets = _validated(scores, targets)
+  checks.check_optional_positive_int(top_k, 'top_k')
   threshold = float(threshold)
   ap = average_precision_per_label(scores, targets)
   predicted = scores >= threshold
+  if top_k is not None and top_k < scores.shape[1]:
+    # Stable sort of the negated scores: ties go to the lower label index.
+    best = np.argsort(-scores, axis=1, kind='stable')[:, :top_k]
+    among_best = np.zeros_like(predicted)
+    np.put_along_axis(among_best, best, True, axis=1)
+    predicted &= among_best
   correct = np.sum(predicted & targets, axis=0)
   num_predicted = np.sum(predicted, axis=0)
   num_positive = np.sum(targets, axis=0)
@@ -116,12 +143,13 @@ def multilabel_metrics(
   cr = float(np.mean(per_class_recall))
   op = float(correct.sum() / max(num_predicted.sum(), 1))
   overall_recall = float(correct.sum() / max(num_positive.sum(), 1))
+  suffix = '' if top_k is None else f'@{top_k}'
   return {
     'map': float(np.nanmean(ap)) if np.any(~np.isnan(ap)) else np.nan,
-    'cp': cp,
-    'cr': cr,
-    'cf1': _harmonic_mean(cp, cr),
-    'op': op,
-    'or': overall_recall,
-    'of1': _harmonic_mean(op, overall_recall),
+    f'cp{suffix}': cp,
+    f'cr{suffix}': cr,
+    f'cf1{suffix}': _harmonic_mean(cp, cr),
+    f'op{suffix}': op,
+    f'or{suffix}': overall_recall,
+    f'of1{suffix}': _harmonic_mean(op, overall_recall),
   }

@@ -147,3 +147,85 @@ def test_threshold_is_inclusive_and_no_positive_anywhere_gives_nan_map():
 def test_rejects_bad_input(scores, targets, error, name):
   with pytest.raises(error, match=name):
     evaluation.multilabel_metrics(scores, targets)
+
+
+# ---------------------------------------------------------------------------
+# Top-k (ML-GCN's overall_topk).
+# ---------------------------------------------------------------------------
+
+
+def _reference_top_k(scores, targets, threshold, k):
+  """ML-GCN's rule by loops: among the k best (lower index on ties) and at
+  or above the threshold; then the thresholded metrics on 1 / 0 scores."""
+  predicted = np.zeros(scores.shape)
+  for i in range(len(scores)):
+    order = sorted(
+      range(scores.shape[1]), key=lambda j, i=i: (-scores[i, j], j)
+    )
+    for j in order[:k]:
+      predicted[i, j] = float(scores[i, j] >= threshold)
+  result = _reference_metrics(predicted, targets, 0.5)
+  result['map'] = _reference_metrics(scores, targets, threshold)['map']
+  return result
+
+
+@pytest.mark.parametrize('threshold, k', [(0.5, 3), (0.2, 1), (0.0, 8)])
+def test_top_k_matches_reference_on_random_data(threshold, k):
+  rng = np.random.default_rng(2)
+  # Rounded scores: ties inside an example's top k happen.
+  scores = np.round(rng.random((50, 8)), 1)
+  targets = (rng.random((50, 8)) < 0.3).astype(np.int32)
+  result = evaluation.multilabel_metrics(
+    scores, targets, threshold=threshold, top_k=k
+  )
+  reference = _reference_top_k(scores, targets, threshold, k)
+  assert set(result) == {'map'} | {
+    f'{name}@{k}' for name in ('cp', 'cr', 'cf1', 'op', 'or', 'of1')
+  }
+  for name, value in reference.items():
+    key = name if name == 'map' else f'{name}@{k}'
+    np.testing.assert_allclose(result[key], value, rtol=1e-12, err_msg=key)
+
+
+def test_top_k_hand_example_and_ties():
+  # Example 0: top 2 = labels 0, 1 (0.9, 0.8); label 2 (0.6) is cut.
+  # Example 1: labels 1 and 2 tie at 0.7 behind label 3; the tie goes to
+  # label 1, so label 2 (a positive) is not predicted.
+  scores = np.array([[0.9, 0.8, 0.6, 0.1], [0.1, 0.7, 0.7, 0.8]])
+  targets = np.array([[1, 0, 1, 0], [0, 0, 1, 1]])
+  result = evaluation.multilabel_metrics(scores, targets, top_k=2)
+  # Correct: (0, 0) and (1, 3); predicted 4; positive 4.
+  assert result['op@2'] == 0.5
+  assert result['or@2'] == 0.5
+  # Per label correct / predicted: 1/1, 0/2, 0/0, 1/1; positives 1, 0, 2, 1.
+  assert result['cp@2'] == pytest.approx((1 + 0 + 0 + 1) / 4)
+  assert result['cr@2'] == pytest.approx((1 + 0 + 0 + 1) / 4)
+
+
+def test_top_k_none_and_large_k_keep_the_thresholded_values():
+  rng = np.random.default_rng(3)
+  scores = rng.random((30, 5))
+  targets = (rng.random((30, 5)) < 0.4).astype(np.int32)
+  plain = evaluation.multilabel_metrics(scores, targets)
+  large = evaluation.multilabel_metrics(scores, targets, top_k=5)
+  assert plain == pytest.approx(_reference_metrics_dict(scores, targets))
+  assert {key.removesuffix('@5'): value for key, value in large.items()} == (
+    plain
+  )
+
+
+def _reference_metrics_dict(scores, targets):
+  return {
+    key: float(value)
+    for key, value in _reference_metrics(scores, targets, 0.5).items()
+  }
+
+
+@pytest.mark.parametrize(
+  'top_k, error', [(0, ValueError), (2.0, TypeError), (True, TypeError)]
+)
+def test_rejects_bad_top_k(top_k, error):
+  with pytest.raises(error, match='`top_k`'):
+    evaluation.multilabel_metrics(
+      np.ones((2, 3)), np.ones((2, 3), np.int32), top_k=top_k
+    )
