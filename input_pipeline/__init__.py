@@ -9,6 +9,8 @@ Public API::
 
 ``default_input_config()`` lists every ``config.input`` field. Catalog sets
 are prepared (downloaded) with ``python -m input_pipeline.prepare``.
+Face verification sets (insightface's ``NAME.bin``, LFW's ``pairs.txt``)
+are read whole by ``read_verification_bin`` and ``read_lfw_pairs``.
 
 The names are loaded on first use, so that a process that only prepares
 data (``input_pipeline.prepare``, ``input_pipeline.preparation``) does not
@@ -25,6 +27,8 @@ _MODULES = {
   'Dataset': 'input_pipeline.pipeline',
   'DatasetInfo': 'input_pipeline.pipeline',
   'create_dataset': 'input_pipeline.pipeline',
+  'read_lfw_pairs': 'input_pipeline.verification',
+  'read_verification_bin': 'input_pipeline.verification',
 }
 
 __all__ = (
@@ -35,6 +39,8 @@ __all__ = (
   'DatasetInfo',
   'create_dataset',
   'default_input_config',
+  'read_lfw_pairs',
+  'read_verification_bin',
 )
 
 
