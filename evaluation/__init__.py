@@ -3,7 +3,9 @@
 Every function takes NumPy or JAX arrays and returns Python floats, NumPy
 arrays or file paths:
 
-* `accuracy`: top-1 classification accuracy.
+* Classification: `accuracy` (top-1), `top_k_accuracy`, and the accuracy
+  of classifiers on the features: `nearest_class_mean_accuracy`,
+  `knn_accuracy`.
 * Feature geometry: `intra_class_compactness`, `inter_class_separability`,
   `separability_ratio`, `feature_geometry` (all scalars at once),
   `class_means`; G-softmax's Gaussian measures `gaussian_compactness`,
@@ -20,7 +22,12 @@ arrays or file paths:
 * Plots (PNG): `plot_features`, `plot_class_geometry`, `plot_feature_grid`.
 """
 
-from evaluation.classification import accuracy, nearest_class_mean_accuracy
+from evaluation.classification import (
+  accuracy,
+  knn_accuracy,
+  nearest_class_mean_accuracy,
+  top_k_accuracy,
+)
 from evaluation.geometry import (
   Compactness,
   Separability,
@@ -59,6 +66,7 @@ __all__ = [
   'inter_class_separability',
   'intra_class_compactness',
   'kmeans_nmi',
+  'knn_accuracy',
   'multilabel_metrics',
   'nearest_class_mean_accuracy',
   'plot_class_geometry',
@@ -67,6 +75,7 @@ __all__ = [
   'reid_metrics',
   'retrieval_metrics',
   'separability_ratio',
+  'top_k_accuracy',
   'verification_metrics',
   'verification_roc',
 ]
