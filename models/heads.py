@@ -136,6 +136,26 @@ class MeanDirectionsHead(nn.Module):
     return {'mean_directions': directions}
 
 
+class CombinedHead(nn.Module):
+  """Several heads side by side, for a weighted sum of losses.
+
+  Attributes:
+    names: each head's name: its parameters live under it, and its
+      outputs are ``outputs[name]``.
+    parts: the heads, in the order of `names`.
+  """
+
+  names: tuple[str, ...]
+  parts: tuple[nn.Module, ...]
+
+  @nn.compact
+  def __call__(self, embeddings):
+    return {
+      name: head.clone(name=name, parent=self)(embeddings)
+      for name, head in zip(self.names, self.parts, strict=True)
+    }
+
+
 class EmbeddingModel(nn.Module):
   """A backbone producing embeddings, followed by a head.
 

@@ -264,7 +264,7 @@ def train_step(
 
   def objective_loss(inputs):
     def loss(inputs):
-      return objectives.batch_loss(
+      return objectives.batch_loss_terms(
         objective, hparams, inputs, axis_name=AXIS_NAME
       )
 
@@ -293,10 +293,11 @@ def train_step(
     inputs = objectives.LossInputs(embeddings, labels, outputs)
     if objective.reference == 'global_batch':
       inputs = inputs._replace(global_batch=_global_batch(embeddings, labels))
-    return objective_loss(inputs), (updates, inputs)
+    loss, terms = objective_loss(inputs)
+    return loss, (updates, inputs, terms)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  (loss, (updates, inputs)), grads = grad_fn(state.params)
+  (loss, (updates, inputs, terms)), grads = grad_fn(state.params)
   grads = jax.lax.psum(grads, AXIS_NAME)
   loss = jax.lax.psum(loss, AXIS_NAME)
   replaced = {'batch_stats': updates.get('batch_stats', {})}
@@ -311,6 +312,11 @@ def train_step(
   new_state = state.apply_gradients(grads=grads, **replaced)
   metrics = {
     'loss': loss,
+    # A sum of objectives: each term's loss, unweighted.
+    **{
+      f'loss/{name}': jax.lax.psum(value, AXIS_NAME)
+      for name, value in terms.items()
+    },
     'learning_rate': learning_rate_fn(state.step),
     'grad_norm': optax.tree.norm(grads),
     'embedding_norm': jax.lax.pmean(

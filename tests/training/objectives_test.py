@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import ml_collections
 import pytest
@@ -117,6 +115,7 @@ def _command_line_config(*argv):
 
 # The one line train.py prints for
 #   train.py --config=configs/digits.py:cosface --config.loss.name=arcface
+# (tests/end_to_end/train_cli_test.py runs it).
 _RENAMED_SECTION_LINE = (
   "train.py: ValueError: config.loss was built for the loss 'cosface', not "
   "for 'arcface' (config.loss.name): changing config.loss.name alone keeps "
@@ -140,32 +139,6 @@ def test_renaming_the_loss_is_refused_as_the_command_line_builds_it():
     )
   prefix, suffix = 'train.py: ValueError: ', ' (--traceback shows where)'
   assert str(error.value) == _RENAMED_SECTION_LINE[len(prefix) : -len(suffix)]
-
-
-def test_train_py_refuses_the_renamed_loss_in_one_line(tmp_path):
-  result = subprocess.run(
-    [
-      sys.executable,
-      'train.py',
-      '--config=configs/digits.py:cosface',
-      '--config.loss.name=arcface',
-      f'--workdir={tmp_path / "work"}',
-    ],
-    capture_output=True,
-    text=True,
-    env=dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=''),
-    cwd=_ROOT,
-    timeout=240,
-  )
-  # absl's log lines start with their level letter and a date (I1201 ...).
-  lines = [
-    line
-    for line in result.stderr.splitlines()
-    if line.strip() and not (line[:1] in 'IWE' and line[1:5].isdigit())
-  ]
-  assert result.returncode != 0
-  assert lines == [_RENAMED_SECTION_LINE]
-  assert not os.path.exists(tmp_path / 'work' / 'checkpoints')
 
 
 def test_the_config_argument_picks_arcface_with_its_papers_margin():
@@ -245,3 +218,50 @@ def test_a_section_built_by_other_means_still_resolves():
 def test_no_hyperparameter_is_named_like_a_bookkeeping_field():
   for objective in objectives.all_objectives():
     assert not {'name', objectives.BUILT_FOR} & set(objective.hyperparameters)
+
+
+def test_a_sum_of_losses_has_a_section_per_term_with_its_weight():
+  config = objectives.loss_config('circle_pairwise+softmax')
+  assert set(config.keys()) == {
+    'name',
+    'built_for',
+    'circle_pairwise',
+    'softmax',
+  }
+  assert config.circle_pairwise.weight == config.softmax.weight == 1.0
+  config.circle_pairwise.gamma = 128.0
+  config.softmax.weight = 0.5
+  objective = objectives.get_objective(config.name)
+  assert objective.sampling == 'class_balanced'
+  assert objective.reference == 'global_batch'
+  assert objective.uses_memory
+  hparams = objectives.resolve_hparams(objective, config)
+  assert hparams.circle_pairwise.gamma == 128.0
+  assert hparams.circle_pairwise.margin == 0.4
+  assert hparams.softmax.weight == 0.5
+  described = objectives.describe_hparams(objective, hparams)
+  assert described['circle_pairwise.gamma']['source'] == 'config'
+  assert described['softmax.weight'] == {'value': 0.5, 'source': 'config'}
+  assert described['circle_pairwise.weight']['source'].startswith('chosen here')
+
+
+@pytest.mark.parametrize(
+  'name,message',
+  [
+    ('softmax+softmax', 'two or more different losses'),
+    ('softmax+vmf', 'vmf refreshes its head state'),
+    ('softmax+g_softmax_multilabel', 'mixes single- and multi-label'),
+    ('softmax+nope', "Unknown loss name 'nope'"),
+  ],
+)
+def test_sums_that_cannot_work_are_refused(name, message):
+  with pytest.raises(ValueError, match=message):
+    objectives.get_objective(name)
+
+
+def test_a_sum_refuses_a_field_of_no_term():
+  config = objectives.loss_config('triplet+softmax')
+  config.margin = 0.3  # Belongs in config.loss.triplet.
+  objective = objectives.get_objective(config.name)
+  with pytest.raises(ValueError, match='config.loss has margin'):
+    objectives.resolve_hparams(objective, config)

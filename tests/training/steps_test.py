@@ -67,11 +67,17 @@ def _run(loss_name, devices, parallelism='pmap'):
 
 # Every objective that sees the global batch (pair-wise and batch-level
 # losses), and two that see only their shard.
-_CROSS_DEVICE = ['softmax', 'g_softmax'] + [
-  objective.name
-  for objective in objectives.all_objectives()
-  if objective.reference == 'global_batch'
-]
+_CROSS_DEVICE = (
+  ['softmax', 'g_softmax']
+  + [
+    objective.name
+    for objective in objectives.all_objectives()
+    if objective.reference == 'global_batch'
+  ]
+  # A sum of a pair-wise and a classification loss, each reduced on its
+  # own.
+  + ['circle_pairwise+softmax']
+)
 
 
 @pytest.mark.parametrize('loss_name', _CROSS_DEVICE)
@@ -79,16 +85,18 @@ def test_four_devices_equal_one_device(loss_name):
   assert jax.local_device_count() >= 4
   start, one, one_metrics = _run(loss_name, jax.local_devices()[:1])
   _, four, four_metrics = _run(loss_name, jax.local_devices()[:4])
-  np.testing.assert_allclose(
-    four_metrics['loss'], one_metrics['loss'], rtol=1e-5
-  )
+  assert four_metrics.keys() == one_metrics.keys()
+  for key in four_metrics:
+    if key.startswith('loss'):  # The sum's terms too.
+      np.testing.assert_allclose(four_metrics[key], one_metrics[key], rtol=1e-5)
   # With SGD at learning rate 1, the parameter change is the gradient.
   grads_one = jax.tree.map(lambda a, b: a - b, start.params, one.params)
   grads_four = jax.tree.map(lambda a, b: a - b, start.params, four.params)
   assert optax.tree.norm(grads_one) > 0
   # Circle's gamma = 80 amplifies float32 round-off of the differently
   # ordered sums; a missing cross-device term would be off by O(1).
-  rtol, atol = (2e-3, 2e-5) if loss_name == 'circle_pairwise' else (2e-4, 2e-6)
+  circle = loss_name.startswith('circle_pairwise')
+  rtol, atol = (2e-3, 2e-5) if circle else (2e-4, 2e-6)
   jax.tree.map(
     lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=atol),
     grads_four,
@@ -188,3 +196,29 @@ def test_refresh_statistics_sum_over_devices(parallelism):
   np.testing.assert_allclose(sums_four, sums_one, rtol=1e-5, atol=1e-6)
   expected_counts = np.bincount(batch['label'][batch['mask']], minlength=10)
   np.testing.assert_array_equal(counts_one, expected_counts)
+
+
+def test_a_sum_of_losses_is_the_weighted_sum_of_its_terms():
+  config = default.get_config('circle_pairwise+softmax')
+  config.loss.softmax.weight = 0.25
+  objective = objectives.get_objective(config.loss.name)
+  hparams = objectives.resolve_hparams(objective, config.loss)
+  rng = np.random.default_rng(0)
+  embeddings = rng.standard_normal((8, 4)).astype(np.float32)
+  labels = np.array([0, 0, 1, 1, 2, 2, 3, 3], np.int32)
+  logits = rng.standard_normal((8, 5)).astype(np.float32)
+  inputs = objectives.LossInputs(
+    embeddings,
+    labels,
+    {'circle_pairwise': {}, 'softmax': {'logits': logits}},
+  )
+  total, terms = objectives.batch_loss_terms(objective, hparams, inputs)
+  circle = objectives.batch_loss(
+    objectives.get_objective('circle_pairwise'),
+    hparams.circle_pairwise,
+    inputs._replace(outputs={}),
+  )
+  softmax = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  np.testing.assert_allclose(terms['circle_pairwise'], circle, rtol=1e-6)
+  np.testing.assert_allclose(terms['softmax'], softmax.mean(), rtol=1e-6)
+  np.testing.assert_allclose(total, circle + 0.25 * softmax.mean(), rtol=1e-6)

@@ -13,6 +13,7 @@ from typing import Any
 
 import ml_collections
 
+from training.objectives import composite
 from training.objectives.interface import (
   GlobalBatch,
   HParams,
@@ -22,10 +23,11 @@ from training.objectives.interface import (
   Refresh,
   batch_level,
   batch_loss,
+  batch_loss_terms,
   per_example,
 )
 
-_NOT_DEFINITIONS = ('interface', '__main__')
+_NOT_DEFINITIONS = ('interface', 'composite', '__main__')
 
 
 def _collect() -> dict[str, Objective]:
@@ -55,7 +57,15 @@ def all_objectives() -> list[Objective]:
 
 
 def get_objective(name: str) -> Objective:
-  """The objective registered under `name`; the error lists valid names."""
+  """The objective registered under `name`; the error lists valid names.
+
+  ``'a+b'`` is the weighted sum of the registered objectives a and b
+  (`composite.combine`).
+  """
+  if composite.SEPARATOR in name:
+    return composite.combine(
+      [get_objective(part) for part in name.split(composite.SEPARATOR)]
+    )
   if name not in _OBJECTIVES:
     raise ValueError(
       f'Unknown loss name {name!r} (config.loss.name); valid names: '
@@ -91,6 +101,13 @@ def loss_config(name: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.name = name
   config[BUILT_FOR] = name
+  for term in objective.terms:
+    # A sum of losses: each term's section, and its weight.
+    section = loss_config(term.name)
+    for field in _NOT_HYPERPARAMETERS:
+      del section[field]
+    section[composite.WEIGHT] = composite.WEIGHT_HYPERPARAMETER.default
+    config[term.name] = section
   for key, hyperparameter in objective.hyperparameters.items():
     if hyperparameter.default is None:
       value = ml_collections.config_dict.placeholder(hyperparameter.type)
@@ -154,7 +171,8 @@ def resolve_hparams(
     for key, value in config.items()
     if key not in _NOT_HYPERPARAMETERS
   }
-  unknown = sorted(set(given) - set(objective.hyperparameters))
+  known = set(objective.hyperparameters) | {t.name for t in objective.terms}
+  unknown = sorted(set(given) - known)
   # A section built by other means (a test, an old results.json) has no
   # BUILT_FOR: only its fields can be checked.
   built_for = config.get(BUILT_FOR)
@@ -171,6 +189,18 @@ def resolve_hparams(
       + _PICK_THE_LOSS.format(name=objective.name)
     )
   resolved = {}
+  for term in objective.terms:
+    section = given.get(term.name) or ml_collections.ConfigDict()
+    section = ml_collections.ConfigDict(section.to_dict())
+    weight = section.get(composite.WEIGHT)
+    if composite.WEIGHT in section:
+      del section[composite.WEIGHT]
+    resolved[term.name] = {
+      **resolve_hparams(term, section).as_configdict().to_dict(),
+      composite.WEIGHT: composite.WEIGHT_HYPERPARAMETER.default
+      if weight is None
+      else float(weight),
+    }
   for key, hyperparameter in objective.hyperparameters.items():
     value = given.get(key)
     resolved[key] = hyperparameter.default if value is None else value
@@ -189,6 +219,17 @@ def describe_hparams(
   loss never reaches here to be reported as the config's.
   """
   described = {}
+  for term in objective.terms:
+    term_hparams = hparams[term.name]
+    for key, value in describe_hparams(term, term_hparams).items():
+      described[f'{term.name}.{key}'] = value
+    weight = composite.WEIGHT_HYPERPARAMETER
+    described[f'{term.name}.{composite.WEIGHT}'] = {
+      'value': term_hparams[composite.WEIGHT],
+      'source': weight.source
+      if term_hparams[composite.WEIGHT] == weight.default
+      else 'config',
+    }
   for key, hyperparameter in objective.hyperparameters.items():
     value = hparams[key]
     source = (
@@ -231,6 +272,7 @@ __all__ = [
   'all_objectives',
   'batch_level',
   'batch_loss',
+  'batch_loss_terms',
   'describe_hparams',
   'get_objective',
   'loss_config',

@@ -169,6 +169,9 @@ class Objective:
     refresh: a `Refresh`, or None.
     extra_metrics: (head params as numpy arrays, hparams) -> dict of
       metric name -> float, added to every evaluation; or None.
+    terms: for a weighted sum of objectives (`composite.combine`), its
+      terms; their heads' outputs are ``outputs[term.name]`` and their
+      hyperparameters ``hparams[term.name]`` (with its ``weight``).
   """
 
   name: str
@@ -183,6 +186,7 @@ class Objective:
   uses_memory: bool = False
   refresh: Refresh | None = None
   extra_metrics: Callable[[Any, HParams], dict[str, float]] | None = None
+  terms: tuple['Objective', ...] = ()
 
 
 def per_example(values: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -212,7 +216,8 @@ def batch_loss(
 
   The one place where an objective's ``(values, weights)`` (see `LossFn`)
   become the scalar that training minimises; the steps, the loss benchmark
-  and the tests call it.
+  and the tests call it. A sum of objectives (``terms``) is the weighted sum
+  of its terms' batch losses (`batch_loss_terms`).
 
   Args:
     objective: the loss's registry entry.
@@ -229,6 +234,18 @@ def batch_loss(
   Returns:
     A scalar; 0 when every weight is 0 (no anchor has pairs).
   """
+  return batch_loss_terms(objective, hparams, inputs, axis_name=axis_name)[0]
+
+
+def batch_loss_terms(
+  objective: Objective,
+  hparams: HParams,
+  inputs: LossInputs,
+  *,
+  axis_name: str | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """`batch_loss`, and each term's own (unweighted) loss for a sum of
+  objectives (``{}`` otherwise); the same device shares as `batch_loss`."""
   if objective.reference == 'global_batch' and inputs.global_batch is None:
     if axis_name is not None:
       raise ValueError(
@@ -239,8 +256,24 @@ def batch_loss(
     inputs = inputs._replace(
       global_batch=GlobalBatch(inputs.embeddings, inputs.labels, rows)
     )
+  if objective.terms:
+    total, parts = 0.0, {}
+    for term in objective.terms:
+      term_hparams = hparams[term.name]
+      parts[term.name] = batch_loss(
+        term,
+        term_hparams,
+        inputs._replace(
+          outputs=inputs.outputs[term.name],
+          memory=inputs.memory if term.uses_memory else None,
+        ),
+        axis_name=axis_name,
+      )
+      total = total + term_hparams.weight * parts[term.name]
+    return total, parts
   values, weights = objective.loss(inputs, hparams)
   total_weight = jax.numpy.sum(weights)
   if axis_name is not None:
     total_weight = jax.lax.psum(total_weight, axis_name)
-  return jax.numpy.sum(weights * values) / jax.numpy.maximum(total_weight, 1.0)
+  loss = jax.numpy.sum(weights * values) / jax.numpy.maximum(total_weight, 1.0)
+  return loss, {}
