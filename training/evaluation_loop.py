@@ -2,7 +2,8 @@
 
 The metric definitions live in `evaluation/`; this module only collects the
 embeddings (from every device and process) and decides which metrics apply
-to the run: accuracy where a classifier exists, feature-space compactness
+to the run: accuracy (top-1, and top-5 beyond 5 classes) where a classifier
+exists, k-nearest-neighbour accuracy at the end, feature-space compactness
 and separability, the objective's own extra metrics, retrieval and
 clustering for single-label data, mAP and precision/recall/F1 (at a
 threshold and for each example's top 3 labels) for multi-label data.
@@ -23,6 +24,13 @@ from training import steps as steps_lib
 # The k of the multi-label top-k metrics (cp@3 ... of1@3), the k of the
 # multi-label papers' tables (G-softmax, ML-GCN, SRN).
 MULTILABEL_TOP_K = 3
+# Top-5 accuracy, reported where there are more than 5 classes (Virtual
+# Softmax and vMF report top-1 and top-5).
+TOP_K_ACCURACY = 5
+# The k of the k-nearest-neighbour vote of the training features, by
+# cosine (the final evaluation's "classifier on the learned features"):
+# the nearest neighbour and a 10-vote majority.
+KNN_KS = (1, 10)
 
 
 def collect(eval_step, state, dataset, split: str, batch_size: int):
@@ -96,10 +104,11 @@ def evaluate(
     objective: the loss's registry entry.
     hparams: its resolved hyperparameters.
     config: the experiment config.
-    final: also compute the end-of-run extras (nearest-class-mean accuracy
-      from the training split) and write the test features
-      (``test_features.npz``) and plots to `workdir` (class-disjoint runs:
-      also ``retrieval.png``, test queries and their neighbours).
+    final: also compute the end-of-run extras (nearest-class-mean and
+      k-nearest-neighbour accuracy from the training split) and write the
+      test features (``test_features.npz``) and plots to `workdir`
+      (class-disjoint runs: also ``retrieval.png``, test queries and their
+      neighbours).
     workdir: where features and plots go.
 
   Returns:
@@ -120,6 +129,10 @@ def evaluate(
   embeddings, labels = test['embeddings'], test['label']
   if 'scores' in test and not config.input.class_disjoint:
     results['accuracy'] = evaluation.accuracy(test['scores'], labels)
+    if test['scores'].shape[1] > TOP_K_ACCURACY:
+      results[f'top{TOP_K_ACCURACY}_accuracy'] = evaluation.top_k_accuracy(
+        test['scores'], labels, k=TOP_K_ACCURACY
+      )
   results.update(evaluation.feature_geometry(embeddings, labels))
   if objective.extra_metrics is not None:
     head = steps_lib.to_host(state.params.get('head', {}))
@@ -136,6 +149,14 @@ def evaluate(
         train['embeddings'], train['label'], embeddings, labels
       )
     )
+    for k in KNN_KS:
+      results[f'knn_accuracy@{k}'] = evaluation.knn_accuracy(
+        train['embeddings'],
+        train['label'],
+        embeddings,
+        labels,
+        k=min(k, len(train['label'])),
+      )
   # The test split's classes by its own labels (class-disjoint runs: the
   # held-out classes, labelled from 0).
   names = dataset.info.test_class_names

@@ -3,7 +3,7 @@
 import numpy as np
 
 import input_pipeline
-from configs import digits_multilabel
+from configs import digits, digits_multilabel
 from training import evaluation_loop, objectives
 
 
@@ -47,3 +47,16 @@ def test_multilabel_runs_get_thresholded_and_top_3_metrics(tmp_path):
     assert 0.0 <= value <= 1.0, key
   # Random scores: about 5 of 10 labels pass 0.5, at most 3 of them are kept.
   assert results['op@3'] != results['op']
+
+
+def test_single_label_runs_get_top_5_and_knn_accuracy(tmp_path):
+  config = digits.get_config('softmax')
+  config.input.data_dir = str(tmp_path / 'tfds')
+  step = _random_eval_step(10, probabilities=False)
+  periodic = _evaluate(config, step)
+  assert 0.0 <= periodic['top5_accuracy'] <= 1.0
+  assert periodic['top5_accuracy'] >= periodic['accuracy']
+  assert not any(key.startswith('knn') for key in periodic)
+  final = _evaluate(config, step, final=True)
+  for k in evaluation_loop.KNN_KS:
+    assert 0.0 <= final[f'knn_accuracy@{k}'] <= 1.0
