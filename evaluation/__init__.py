@@ -18,7 +18,8 @@ arrays or file paths:
 * Multi-label: `multilabel_metrics` (mAP, CP, CR, CF1, OP, OR, OF1) and
   `average_precision_per_label`.
 * Face verification: `verification_metrics` (10-fold pair accuracy, TAR at
-  FAR, AUC, EER, insightface's semantics) and `verification_roc`.
+  FAR, AUC, EER, insightface's semantics), `verification_roc` and
+  `plot_roc_curves`.
 * Plots (PNG): `plot_features`, `plot_class_geometry`, `plot_feature_grid`.
 """
 
@@ -51,7 +52,11 @@ from evaluation.plots import (
 )
 from evaluation.reid import reid_metrics
 from evaluation.retrieval import kmeans_nmi, retrieval_metrics
-from evaluation.verification import verification_metrics, verification_roc
+from evaluation.verification import (
+  plot_roc_curves,
+  verification_metrics,
+  verification_roc,
+)
 
 __all__ = [
   'Compactness',
@@ -72,6 +77,7 @@ __all__ = [
   'plot_class_geometry',
   'plot_feature_grid',
   'plot_features',
+  'plot_roc_curves',
   'reid_metrics',
   'retrieval_metrics',
   'separability_ratio',

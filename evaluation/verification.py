@@ -19,12 +19,16 @@ entry with the best accuracy. The accuracies here equal insightface's on
 the same grid.
 """
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from matplotlib import figure as mpl_figure
 from sklearn import metrics as sklearn_metrics
 
 from common import checks
+from evaluation import plots
 
 DEFAULT_FAR_TARGETS = (1e-3, 1e-4)
 
@@ -251,3 +255,46 @@ def verification_metrics(
   results['auc'] = float(sklearn_metrics.roc_auc_score(same, similarities))
   results['eer'] = _equal_error_rate(far, tar)
   return results
+
+
+def plot_roc_curves(
+  curves: Mapping[str, tuple[Any, Any]],
+  path: str | os.PathLike,
+  *,
+  title: str = 'verification ROC',
+) -> str:
+  """ROC curves of several verification sets in one PNG.
+
+  The false accept rate is drawn on a log axis (the operating points that
+  matter are at FAR 1e-3 and below); a curve's points at FAR 0 are left
+  out there, so each starts at its smallest non-zero FAR.
+
+  Args:
+    curves: set name -> ``(far, tar)`` arrays (`verification_roc`).
+    path: the PNG file to write (parent folders are created).
+    title: the figure title.
+
+  Returns:
+    `path`, as a string.
+
+  Raises:
+    ValueError: when `curves` is empty or a curve's arrays differ in shape.
+  """
+  if not curves:
+    raise ValueError('`curves` must hold at least one ROC curve, received 0')
+  fig = mpl_figure.Figure(figsize=(5.0, 4.0))
+  axes = fig.add_subplot()
+  for name, (far, tar) in curves.items():
+    checks.check_same_shape(far, tar, f'far of {name}', f'tar of {name}')
+    far, tar = np.asarray(far, np.float64), np.asarray(tar, np.float64)
+    positive = far > 0
+    auc = np.trapezoid(tar, far)
+    axes.plot(far[positive], tar[positive], label=f'{name} (AUC {auc:.4f})')
+  axes.set_xscale('log')
+  axes.set_xlabel('false accept rate')
+  axes.set_ylabel('true accept rate')
+  axes.set_ylim(0.0, 1.01)
+  axes.grid(True, which='both', alpha=0.3)
+  axes.legend(fontsize=8, loc='lower right')
+  axes.set_title(title)
+  return plots._save(fig, path)  # pylint: disable=protected-access
