@@ -6,9 +6,9 @@ this file. Each single-label objective is timed as it trains:
 its head (``make_head(num_classes, hparams)``, default hyperparameters) is
 initialised on the synthetic embeddings, and
 ``jax.jit(jax.value_and_grad(f, argnums=(embeddings, head params)))`` is
-timed, where ``f`` applies the head and reduces ``objective.loss`` as
-``sum(weights * values) / sum(weights)`` (objectives that score the global
-batch get it as on one device). Each is measured next to its GEMM skeleton
+timed, where ``f`` applies the head and reduces the loss as training does
+(``objectives.batch_loss``: objectives that score the global batch get it
+as on one device). Each is measured next to its GEMM skeleton
 in the same run, the two alternating:
 
 - pair-wise objectives (``sampling == 'class_balanced'``):
@@ -138,21 +138,13 @@ def _objective_case(objective, hparams, x, y, num_classes):
     lambda a: _unit_rows(jax.random.normal(next(keys), a.shape, a.dtype)),
     variables,
   )
-  batch = x.shape[0]
 
   def reduced_loss(embeddings, params, state, labels):
     outputs = head.apply({'params': params, **state}, embeddings)
-    global_batch = None
-    if objective.reference == 'global_batch':
-      # On one device the global batch is the local one.
-      global_batch = objectives.GlobalBatch(
-        embeddings, labels, jnp.arange(batch)
-      )
-    values, weights = objective.loss(
-      objectives.LossInputs(embeddings, labels, outputs, global_batch),
-      hparams,
+    # On one device the global batch is the local one.
+    return objectives.batch_loss(
+      objective, hparams, objectives.LossInputs(embeddings, labels, outputs)
     )
-    return jnp.sum(weights * values) / jnp.sum(weights)
 
   fn = jax.value_and_grad(reduced_loss, argnums=(0, 1))
   return fn, (x, params, state, y)

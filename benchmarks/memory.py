@@ -73,8 +73,7 @@ def _step(objective, hparams, with_memory: bool):
         inputs = inputs._replace(
           memory=steps_lib.memory_inputs(memory, weight=1.0)
         )
-      values, weights = objective.loss(inputs, hparams)
-      return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), 1.0)
+      return objectives.batch_loss(objective, hparams, inputs)
 
     loss, gradient = jax.value_and_grad(reduced)(embeddings)
     if with_memory:

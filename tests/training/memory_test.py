@@ -411,8 +411,7 @@ def test_64k_rows_fit_in_2_gib_with_blocks():
         ),
         steps_lib.memory_inputs(memory, 1.0),
       )
-      values, weights = objective.loss(inputs, hparams)
-      return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), 1.0)
+      return objectives.batch_loss(objective, hparams, inputs)
 
     gradient = jax.grad(loss)(embeddings)
     return gradient, steps_lib.enqueue(memory, embeddings, labels)
