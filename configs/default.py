@@ -94,4 +94,12 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   config.write_plots = True
   # Save the final test embeddings and labels (test_features.npz).
   config.write_features = True
+  # Face verification sets evaluated with the test split (training/
+  # verification.py): paths to insightface's NAME.bin, or mappings with
+  # path, kind ('bin', 'lfw_pairs'), images, name. Logged as
+  # verify/<set>/<metric>; roc.png at the end. Empty: none.
+  config.verification = ()
+  # Embed each image and its mirror image and add them (insightface's
+  # flip-fused features).
+  config.verification_flip = True
   return config

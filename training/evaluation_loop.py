@@ -20,6 +20,7 @@ from jax.experimental import multihost_utils
 import evaluation
 from evaluation import pictures
 from training import steps as steps_lib
+from training import verification
 
 # The k of the multi-label top-k metrics (cp@3 ... of1@3), the k of the
 # multi-label papers' tables (G-softmax, ML-GCN, SRN).
@@ -116,6 +117,19 @@ def evaluate(
   """
   test = collect(eval_step, state, dataset, 'test', config.eval_batch_size)
   results: dict[str, Any] = {}
+  # Face verification sets (config.verification): verify/<set>/<metric>,
+  # and their ROC curves in roc.png at the end.
+  draw = final and workdir and config.write_plots and jax.process_index() == 0
+  results.update(
+    verification.evaluate(
+      state,
+      config,
+      eval_step=eval_step,
+      collect=collect,
+      image_shape=dataset.info.image_shape,
+      roc_path=os.path.join(workdir, 'roc.png') if draw else None,
+    )
+  )
   if objective.multilabel:
     results.update(evaluation.multilabel_metrics(test['scores'], test['label']))
     # The papers' second set: each example's top 3 labels (ML-GCN's rule).
