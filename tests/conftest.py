@@ -1,5 +1,10 @@
 """Test-wide settings: 4 fake CPU devices, float64 for references and one
-compilation cache shared by the whole run."""
+compilation cache shared by the whole run; the fixtures of training runs
+shared by several test packages; the order in which the tests are handed
+out.
+
+Helpers that tests import are in tests/support.py, not here.
+"""
 
 import os
 import shutil
@@ -44,6 +49,12 @@ import jax  # noqa: E402
 # the dtype of their inputs (float32 unless a test says otherwise).
 jax.config.update('jax_enable_x64', True)
 
+import pytest  # noqa: E402
+
+from inference import model as model_lib  # noqa: E402
+from input_pipeline import preparation  # noqa: E402
+from tests import support  # noqa: E402
+
 
 def pytest_unconfigure(config):
   del config
@@ -51,38 +62,85 @@ def pytest_unconfigure(config):
     shutil.rmtree(os.environ[_CACHE_VARIABLE], ignore_errors=True)
 
 
-# The longest tests (tens of seconds each on 2 cores: they start train.py
-# processes or train several runs) go first, in this order; the rest keep
-# their order. With `-n 2 --maxschedchunk=1` (make test) pytest-xdist hands
-# the tests out one at a time in this order: the long ones are spread over
-# the workers at the start, and the end of the run, where one worker may
-# wait for the other, is short tests. (Without --maxschedchunk, xdist's
-# first chunk, a quarter of a worker's share, would give one worker all of
-# them.)
-_LONGEST_FIRST = (
-  'tests/benchmarks/compare_test.py::test_reduced_comparison_end_to_end',
-  'tests/training/multiprocess_preemption_test.py',
-  'tests/training/multiprocess_test.py',
-  'tests/training/finetune_test.py',
-  'tests/training/retrieval_protocol_test.py',
-  'tests/training/preemption_test.py',
-  'tests/training/train_test.py',
-  'tests/training/memory_test.py',
-  'tests/inference/embed_test.py',
-  'tests/training/steps_test.py',
-  'tests/training/bfloat16_test.py',
-  'tests/training/cli_test.py',
-  'tests/inference/search_test.py',
-)
+# Fixtures of training runs. A test that uses one of them trains (or
+# starts training processes): `pytest_collection_modifyitems` hands such
+# tests out early.
+
+
+@pytest.fixture(scope='session')
+def digits_data_dir(tmp_path_factory):
+  """A TFDS data dir with digits prepared once per test process.
+
+  For the tests that train on digits (every train.py they start finds it
+  prepared); a test that prepares another set into it leaves digits as is.
+  """
+  data_dir = str(tmp_path_factory.mktemp('tfds_digits'))
+  preparation.prepare('digits', data_dir)
+  return data_dir
+
+
+@pytest.fixture
+def first_train_states():
+  """A loop hook collecting each run's first train state (in support)."""
+  return support.FirstTrainStates()
+
+
+@pytest.fixture(scope='session')
+def trained(tmp_path_factory):
+  """``(workdir, image folder root)`` of a finished 2-step run.
+
+  The tiny model trained on an image folder of `support.CLASSES`
+  (`support.train_on_image_folder`), once per test process.
+  """
+  root = str(tmp_path_factory.mktemp('images'))
+  workdir = str(tmp_path_factory.mktemp('workdir'))
+  support.train_on_image_folder(
+    root, str(tmp_path_factory.mktemp('tfds')), workdir
+  )
+  return workdir, root
+
+
+@pytest.fixture(scope='session')
+def model(trained):
+  """The trained run's model, restored."""
+  workdir, _ = trained
+  return model_lib.load(workdir)
+
+
+# The order in which the tests are handed out. Most of the suite is short
+# tests; the long ones (tens of seconds each on 2 cores) start train.py
+# processes or train whole runs. With `-n 2 --maxschedchunk=1` (make test)
+# pytest-xdist hands the tests out one at a time in collection order, so
+# the long ones go first: they are spread over the workers at the start,
+# and the end of the run, where one worker may wait for the other, is
+# short tests. (Without --maxschedchunk, xdist's first chunk, a quarter of
+# a worker's share, would give one worker all of them.) The order follows
+# from the layout and the fixtures, not from a list of names, longest kind
+# first:
+#   0. tests/end_to_end/: the command lines and whole runs;
+#   1. tests that use a fixture of a training run above (they train, or
+#      read a trained run);
+#   2. tests/training/: unit tests that compile whole train steps (up to
+#      about 15 s each);
+#   3. the rest (mostly well under a second each).
+# Each kind keeps the collection order.
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+_END_TO_END = os.path.join(_TESTS, 'end_to_end')
+_TRAINING = os.path.join(_TESTS, 'training')
+_TRAINING_FIXTURES = frozenset({'digits_data_dir', 'trained'})
+
+
+def _kind(item):
+  if item.path.is_relative_to(_END_TO_END):
+    return 0
+  # `fixturenames` includes the fixtures used through other fixtures.
+  if _TRAINING_FIXTURES & set(getattr(item, 'fixturenames', ())):
+    return 1
+  if item.path.is_relative_to(_TRAINING):
+    return 2
+  return 3
 
 
 def pytest_collection_modifyitems(config, items):
   del config
-
-  def rank(item):
-    for index, prefix in enumerate(_LONGEST_FIRST):
-      if item.nodeid.startswith(prefix):
-        return index
-    return len(_LONGEST_FIRST)
-
-  items.sort(key=rank)  # Stable: each file keeps its own order.
+  items.sort(key=_kind)  # Stable: each kind keeps the collection order.

@@ -168,11 +168,11 @@ def test_bad_comparison_configs_are_refused_before_training(tmp_path):
     compare.plan(config, str(tmp_path))
 
 
-def test_reduced_comparison_end_to_end(tmp_path, monkeypatch):
+def test_reduced_comparison_end_to_end(tmp_path, monkeypatch, digits_data_dir):
   config = compare_digits.get_config('smoke')
   config.results_dir = str(tmp_path / 'results')
   for task in config.tasks.values():
-    task.overrides.input.data_dir = str(tmp_path / 'tfds')
+    task.overrides.input.data_dir = digits_data_dir  # + digits_multilabel
   workdir = str(tmp_path / 'runs')
 
   records = compare.run_all(config, workdir)

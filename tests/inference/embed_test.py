@@ -1,9 +1,10 @@
-"""embed: folders and splits through the evaluation step, and the file."""
+"""embed: folders and splits through the evaluation step, and the file.
+
+The command line (embed.py): tests/end_to_end/embed_cli_test.py.
+"""
 
 import dataclasses
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,19 +13,12 @@ from PIL import Image
 from evaluation import plots
 from inference import embed, embeddings_file, images
 from input_pipeline import augment
-from tests.inference import conftest
-
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-
-
-def _evaluation_features(workdir):
-  with np.load(os.path.join(workdir, 'test_features.npz')) as data:
-    return data['embeddings'], data['labels']
+from tests import support
 
 
 def test_split_embeddings_are_the_evaluations(trained, model):
   workdir, _ = trained
-  expected, expected_labels = _evaluation_features(workdir)
+  expected, expected_labels = support.evaluation_features(workdir)
   result = embed.embed_split(model, 'test', batch_size=4, progress=False)
   np.testing.assert_allclose(result.embeddings, expected, rtol=1e-6, atol=1e-6)
   np.testing.assert_array_equal(result.labels, expected_labels)
@@ -37,18 +31,18 @@ def test_split_embeddings_are_the_evaluations(trained, model):
 
 def test_folder_embeddings_are_the_evaluations(trained, model):
   workdir, root = trained
-  expected, _ = _evaluation_features(workdir)
+  expected, _ = support.evaluation_features(workdir)
   result = embed.embed_folder(
     model, os.path.join(root, 'test'), batch_size=4, progress=False
   )
-  assert result.class_names == conftest.CLASSES
-  per_class = conftest.TEST_PER_CLASS
+  assert result.class_names == support.CLASSES
+  per_class = support.TEST_PER_CLASS
   np.testing.assert_array_equal(
-    result.labels, np.repeat(np.arange(len(conftest.CLASSES)), per_class)
+    result.labels, np.repeat(np.arange(len(support.CLASSES)), per_class)
   )
   assert result.paths == tuple(
     os.path.join(root, 'test', name, f'{i}.png')
-    for name in conftest.CLASSES
+    for name in support.CLASSES
     for i in range(per_class)
   )
   # The evaluation saw the files of c and d, in this order.
@@ -61,7 +55,7 @@ def test_folder_embeddings_are_the_evaluations(trained, model):
 def test_unlabelled_folder_and_file_round_trip(trained, model, tmp_path):
   _, root = trained
   flat = str(tmp_path / 'flat')
-  paths = conftest.write_images(flat, 5, seed=3, classes=None)
+  paths = support.write_images(flat, 5, seed=3, classes=None)
   result = embed.embed_folder(model, flat, progress=False)
   assert result.labels is None and result.class_names is None
   assert result.paths == tuple(sorted(paths))
@@ -111,8 +105,8 @@ def test_folder_errors(tmp_path):
   with pytest.raises(ValueError, match='holds no'):
     images.list_folder(str(tmp_path / 'empty'))
   mixed = tmp_path / 'mixed'
-  conftest.write_images(str(mixed), 1, seed=0, classes=('x',))
-  conftest.write_images(str(mixed), 1, seed=0, classes=None)
+  support.write_images(str(mixed), 1, seed=0, classes=('x',))
+  support.write_images(str(mixed), 1, seed=0, classes=None)
   with pytest.raises(ValueError, match='both image files and folders'):
     images.list_folder(str(mixed))
 
@@ -126,34 +120,3 @@ def test_training_writes_the_retrieval_picture(trained):
     6 * plots.RETRIEVAL_CELL_WIDTH,
     2 * plots.RETRIEVAL_CELL_HEIGHT + plots.RETRIEVAL_TITLE_HEIGHT,
   )
-
-
-def test_command_line(trained, tmp_path):
-  workdir, _ = trained
-  output = tmp_path / 'test.npz'
-  exported = tmp_path / 'embed.jaxexport'
-  completed = subprocess.run(
-    [
-      sys.executable,
-      'embed.py',
-      f'--workdir={workdir}',
-      '--split=test',
-      f'--output={output}',
-      f'--export={exported}',
-      '--noprogress',
-    ],
-    cwd=_REPO,
-    # One device: the same step, compiled once.
-    env=dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=''),
-    capture_output=True,
-    text=True,
-    timeout=240,
-  )
-  assert completed.returncode == 0, completed.stderr
-  expected, expected_labels = _evaluation_features(workdir)
-  result = embeddings_file.load(output)
-  np.testing.assert_allclose(result.embeddings, expected, rtol=1e-5, atol=1e-6)
-  np.testing.assert_array_equal(result.labels, expected_labels)
-  assert result.class_names == ('c', 'd')
-  assert os.path.getsize(exported) > 0
-  assert os.path.isfile(f'{exported}.json')

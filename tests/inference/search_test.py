@@ -1,20 +1,16 @@
-"""search: exact top-k against a float64 brute force, faiss, reports, CLI."""
+"""search: exact top-k against a float64 brute force, faiss, reports.
+
+The command line (search.py): tests/end_to_end/search_cli_test.py.
+"""
 
 import csv
 import json
-import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from evaluation import plots, retrieval
-from inference import embed, embeddings_file, search, search_report
-
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+from evaluation import retrieval
+from inference import embeddings_file, search, search_report
 
 
 def _brute_force(queries, gallery, k, exclude_self=False):
@@ -152,47 +148,3 @@ def test_correct_compares_class_names_and_reports(tmp_path):
   assert 'q0 [7]' in text and 'WRONG' not in text and '1 more' in text
   with pytest.raises(ValueError, match='.json or .csv'):
     search_report.write(tmp_path / 'r.txt', results, {})
-
-
-def test_command_line_with_picture(trained, model, tmp_path):
-  workdir, root = trained
-  gallery = embed.embed_split(model, 'test', progress=False)
-  gallery_path = embeddings_file.save(tmp_path / 'gallery.npz', gallery)
-  # The class 'c' of the test split, as a folder of one class.
-  queries = str(tmp_path / 'queries')
-  shutil.copytree(os.path.join(root, 'test', 'c'), os.path.join(queries, 'c'))
-  picture = tmp_path / 'retrieval.png'
-  output = tmp_path / 'results.json'
-  completed = subprocess.run(
-    [
-      sys.executable,
-      'search.py',
-      f'--gallery={gallery_path}',
-      f'--queries={queries}',
-      '--k=4',
-      f'--output={output}',
-      f'--picture={picture}',
-    ],
-    cwd=_REPO,
-    # One device: the same step, compiled once.
-    env=dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=''),
-    capture_output=True,
-    text=True,
-    timeout=240,
-  )
-  assert completed.returncode == 0, completed.stderr
-  assert '3 queries against 6 gallery embeddings' in completed.stdout
-  with open(output) as file:
-    written = json.load(file)
-  # The queries' class 'c' is the gallery's class 'c' (by name).
-  first = written['results'][0]
-  assert first['label'] == 'c'
-  assert all(n['correct'] == (n['label'] == 'c') for n in first['neighbours'])
-  # The query is in the gallery too (the same file): found first.
-  assert first['neighbours'][0]['score'] == pytest.approx(1.0, abs=1e-5)
-  with Image.open(picture) as image:
-    # One query class: one row of the query and its 4 neighbours.
-    assert image.size == (
-      5 * plots.RETRIEVAL_CELL_WIDTH,
-      plots.RETRIEVAL_CELL_HEIGHT + plots.RETRIEVAL_TITLE_HEIGHT,
-    )

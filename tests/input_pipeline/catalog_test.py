@@ -2,9 +2,9 @@
 
 No test reads or downloads real catalog data: `mock_data` serves random
 records (random sizes for the large-image sets), and the "prepared" check
-is satisfied by a fake dataset_info.json (`conftest.mark_prepared`). The
+is satisfied by a fake dataset_info.json (`support.mark_prepared`). The
 class-disjoint tests instead read tiny array_record copies prepared offline
-(`conftest.prepare_catalog_records`): their labels are scanned from
+(`support.prepare_catalog_records`): their labels are scanned from
 serialized records, which `mock_data` makes only with TensorFlow.
 """
 
@@ -21,11 +21,7 @@ from PIL import Image
 
 import input_pipeline
 from input_pipeline import preparation
-from tests.input_pipeline.conftest import (
-  make_config,
-  mark_prepared,
-  prepare_catalog_records,
-)
+from tests import support
 
 # name: (num_classes, image_shape with image_size=12, multilabel)
 _EXPECTED = {
@@ -66,8 +62,8 @@ def _create(config, process_index=0, process_count=1):
 def test_catalog_set_under_mock_data(tmp_path, name):
   num_classes, image_shape, multilabel = _EXPECTED[name]
   data_dir = str(tmp_path)
-  mark_prepared(name, data_dir)
-  config = make_config(
+  support.mark_prepared(name, data_dir)
+  config = support.make_input_config(
     name=name,
     data_dir=data_dir,
     batch_size=4,
@@ -107,8 +103,8 @@ def test_catalog_set_under_mock_data(tmp_path, name):
 @pytest.mark.tensorflow
 @_SKIP_WITHOUT_TENSORFLOW
 def test_coco_targets_are_multi_hot_of_the_objects(tmp_path):
-  mark_prepared('coco', str(tmp_path))
-  config = make_config(
+  support.mark_prepared('coco', str(tmp_path))
+  config = support.make_input_config(
     name='coco', data_dir=str(tmp_path), image_size=8, batch_size=2
   )
   with tfds.testing.mock_data(num_examples=6):
@@ -170,8 +166,8 @@ def test_class_disjoint_catalog_on_prepared_records(tmp_path, name):
       elif split == 'test' and label >= boundary:
         expected['test'][value] = label - boundary
       value += 8
-  prepare_catalog_records(name, str(tmp_path), splits)
-  config = make_config(
+  support.prepare_catalog_records(name, str(tmp_path), splits)
+  config = support.make_input_config(
     name=name,
     data_dir=str(tmp_path),
     batch_size=2,
@@ -202,7 +198,7 @@ def test_class_disjoint_catalog_on_prepared_records(tmp_path, name):
 
 def test_missing_catalog_set_fails_fast_with_the_prepare_command(tmp_path):
   data_dir = str(tmp_path / 'empty')
-  config = make_config(name='mnist', data_dir=data_dir)
+  config = support.make_input_config(name='mnist', data_dir=data_dir)
   # The check must decide from the file system alone: any TFDS reader or
   # download here would be a bug (and could hang on DNS retries).
   forbidden = mock.Mock(side_effect=AssertionError('TFDS was called'))
@@ -228,11 +224,11 @@ def test_missing_catalog_set_fails_fast_with_the_prepare_command(tmp_path):
 
 
 def test_tfrecord_copy_is_reported(tmp_path):
-  path = mark_prepared('cifar10', str(tmp_path))
+  path = support.mark_prepared('cifar10', str(tmp_path))
   with open(os.path.join(path, 'dataset_info.json'), 'w') as f:
     json.dump({'fileFormat': 'tfrecord'}, f)
   with pytest.raises(input_pipeline.DataNotPreparedError, match='tfrecord'):
-    _create(make_config(name='cifar10', data_dir=str(tmp_path)))
+    _create(support.make_input_config(name='cifar10', data_dir=str(tmp_path)))
 
 
 def test_download_true_prepares_then_reads(tmp_path):
@@ -241,9 +237,11 @@ def test_download_true_prepares_then_reads(tmp_path):
 
   def fake_download(name, directory):
     calls.append((name, directory))
-    return mark_prepared(name, directory)
+    return support.mark_prepared(name, directory)
 
-  config = make_config(name='fashion_mnist', data_dir=data_dir, download=True)
+  config = support.make_input_config(
+    name='fashion_mnist', data_dir=data_dir, download=True
+  )
   with (
     mock.patch.object(
       preparation, 'download_and_prepare_catalog', fake_download
@@ -258,7 +256,7 @@ def test_download_true_prepares_then_reads(tmp_path):
 def test_data_dir_defaults_to_env(tmp_path, monkeypatch):
   monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path / 'from_env'))
   with pytest.raises(input_pipeline.DataNotPreparedError) as error:
-    _create(make_config(name='cifar100'))
+    _create(support.make_input_config(name='cifar100'))
   assert str(tmp_path / 'from_env') in str(error.value)
 
 
@@ -271,7 +269,9 @@ def test_coco_without_tensorflow_names_the_extra(tmp_path):
     return None if name == 'tensorflow' else find_spec(name, *args, **kwargs)
 
   forbidden = mock.Mock(side_effect=AssertionError('TFDS was called'))
-  config = make_config(name='coco', data_dir=str(tmp_path), download=True)
+  config = support.make_input_config(
+    name='coco', data_dir=str(tmp_path), download=True
+  )
   for make in (
     lambda: _create(config),
     lambda: preparation.prepare('coco', str(tmp_path)),

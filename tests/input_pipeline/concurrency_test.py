@@ -20,7 +20,7 @@ import pytest
 from common import locks
 from input_pipeline import preparation
 from input_pipeline.datasets import catalog, digits
-from tests.input_pipeline.conftest import write_image_folder
+from tests import support
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 _TIMEOUT = 120
@@ -100,7 +100,7 @@ def _digits_dir(data_dir):
 
 def test_processes_started_at_once_read_the_same_complete_data(tmp_path):
   data_dir, folder = tmp_path / 'tfds', tmp_path / 'images'
-  write_image_folder(str(folder))
+  support.write_image_folder(str(folder))
   start_file = tmp_path / 'start'
   processes = [
     _python(

@@ -10,7 +10,7 @@ from sklearn import datasets as sk_datasets
 
 import input_pipeline
 from input_pipeline.datasets import digits
-from tests.input_pipeline.conftest import make_config
+from tests import support
 
 
 def _all_batches(dataset, split, batch_size=128):
@@ -43,7 +43,7 @@ def test_split_is_stratified_deterministic_and_complete():
 
 def test_prepared_records_match_the_split(digits_dir):
   dataset = input_pipeline.create_dataset(
-    make_config(data_dir=digits_dir),
+    support.make_input_config(data_dir=digits_dir),
     seed=0,
     process_index=0,
     process_count=1,
@@ -70,7 +70,7 @@ def test_second_create_dataset_does_not_prepare_again(digits_dir):
   before = {f: os.stat(f).st_mtime_ns for f in files}
   start = time.perf_counter()
   input_pipeline.create_dataset(
-    make_config(data_dir=digits_dir),
+    support.make_input_config(data_dir=digits_dir),
     seed=0,
     process_index=0,
     process_count=1,
@@ -87,7 +87,7 @@ def test_second_create_dataset_does_not_prepare_again(digits_dir):
 
 def test_train_batches_shapes_and_epoch_coverage(digits_dir):
   dataset = input_pipeline.create_dataset(
-    make_config(data_dir=digits_dir, batch_size=100),
+    support.make_input_config(data_dir=digits_dir, batch_size=100),
     seed=3,
     process_index=0,
     process_count=1,
@@ -113,7 +113,7 @@ def test_train_batches_shapes_and_epoch_coverage(digits_dir):
 
 def test_multilabel_targets_mark_exactly_the_digits_shown(digits_dir):
   dataset = input_pipeline.create_dataset(
-    make_config(name='digits_multilabel', data_dir=digits_dir),
+    support.make_input_config(name='digits_multilabel', data_dir=digits_dir),
     seed=0,
     process_index=0,
     process_count=1,
@@ -140,7 +140,9 @@ def test_multilabel_targets_mark_exactly_the_digits_shown(digits_dir):
 
 def test_multilabel_train_batches(digits_dir):
   dataset = input_pipeline.create_dataset(
-    make_config(name='digits_multilabel', data_dir=digits_dir, batch_size=8),
+    support.make_input_config(
+      name='digits_multilabel', data_dir=digits_dir, batch_size=8
+    ),
     seed=0,
     process_index=0,
     process_count=1,
@@ -154,7 +156,7 @@ def test_multilabel_train_batches(digits_dir):
 def test_multilabel_rejects_class_protocols(digits_dir):
   with pytest.raises(ValueError, match='class_balanced.*multi-label'):
     input_pipeline.create_dataset(
-      make_config(
+      support.make_input_config(
         name='digits_multilabel',
         data_dir=digits_dir,
         sampler='class_balanced',
@@ -165,7 +167,7 @@ def test_multilabel_rejects_class_protocols(digits_dir):
     )
   with pytest.raises(ValueError, match='class_disjoint'):
     input_pipeline.create_dataset(
-      make_config(
+      support.make_input_config(
         name='digits_multilabel', data_dir=digits_dir, class_disjoint=True
       ),
       seed=0,
@@ -177,7 +179,7 @@ def test_multilabel_rejects_class_protocols(digits_dir):
 def test_unknown_name_lists_valid_names(tmp_path):
   with pytest.raises(ValueError) as error:
     input_pipeline.create_dataset(
-      make_config(name='imagenet', data_dir=str(tmp_path)),
+      support.make_input_config(name='imagenet', data_dir=str(tmp_path)),
       seed=0,
       process_index=0,
       process_count=1,

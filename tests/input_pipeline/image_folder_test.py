@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import input_pipeline
-from tests.input_pipeline.conftest import make_config, write_image_folder
+from tests import support
 
 
 def _create(config, process_index=0, process_count=1):
@@ -26,8 +26,10 @@ def _eval_all(dataset, split):
 
 def test_prepares_once_and_reads_back_every_pixel(tmp_path):
   root, data_dir = str(tmp_path / 'images'), str(tmp_path / 'tfds')
-  written = write_image_folder(root, classes=('dog', 'cat'), per_class=3)
-  config = make_config(
+  written = support.write_image_folder(
+    root, classes=('dog', 'cat'), per_class=3
+  )
+  config = support.make_input_config(
     name='image_folder', image_folder=root, data_dir=data_dir, batch_size=2
   )
   dataset = _create(config)
@@ -62,10 +64,10 @@ def test_prepares_once_and_reads_back_every_pixel(tmp_path):
 
 def test_grey_images_resized_and_class_disjoint(tmp_path):
   root = str(tmp_path / 'images')
-  write_image_folder(
+  support.write_image_folder(
     root, classes=('a', 'b', 'c', 'd'), per_class=2, size=(9, 7), mode='L'
   )
-  config = make_config(
+  config = support.make_input_config(
     name='image_folder',
     image_folder=root,
     data_dir=str(tmp_path / 'd'),
@@ -89,8 +91,8 @@ def test_grey_images_resized_and_class_disjoint(tmp_path):
 
 def test_edited_folder_is_prepared_again(tmp_path):
   root, data_dir = str(tmp_path / 'images'), str(tmp_path / 'tfds')
-  write_image_folder(root, per_class=2)
-  config = make_config(
+  support.write_image_folder(root, per_class=2)
+  config = support.make_input_config(
     name='image_folder', image_folder=root, data_dir=data_dir, batch_size=2
   )
   assert _create(config).info.num_train_examples == 4
@@ -103,7 +105,7 @@ def test_edited_folder_is_prepared_again(tmp_path):
 @pytest.mark.parametrize('corruption', ['garbage', 'truncated'])
 def test_unreadable_image_names_its_path(tmp_path, corruption):
   root = str(tmp_path / 'images')
-  write_image_folder(root, size=(32, 32))
+  support.write_image_folder(root, size=(32, 32))
   bad = os.path.join(root, 'test', 'dog', '1.png')
   if corruption == 'garbage':
     data = b'this is not an image'
@@ -112,7 +114,7 @@ def test_unreadable_image_names_its_path(tmp_path, corruption):
       data = f.read()[:200]
   with open(bad, 'wb') as f:
     f.write(data)
-  config = make_config(
+  config = support.make_input_config(
     name='image_folder', image_folder=root, data_dir=str(tmp_path / 'd')
   )
   with pytest.raises(ValueError, match='cannot read image') as error:
@@ -122,19 +124,21 @@ def test_unreadable_image_names_its_path(tmp_path, corruption):
 
 def test_layout_errors(tmp_path):
   with pytest.raises(ValueError, match='needs config.input.image_folder'):
-    _create(make_config(name='image_folder', data_dir=str(tmp_path)))
+    _create(
+      support.make_input_config(name='image_folder', data_dir=str(tmp_path))
+    )
   root = tmp_path / 'images'
   (root / 'train' / 'a').mkdir(parents=True)
   with pytest.raises(ValueError, match='must hold a test/ directory'):
     _create(
-      make_config(
+      support.make_input_config(
         name='image_folder', image_folder=str(root), data_dir=str(tmp_path)
       )
     )
   (root / 'test' / 'a').mkdir(parents=True)
   with pytest.raises(ValueError, match='train/ holds no'):
     _create(
-      make_config(
+      support.make_input_config(
         name='image_folder', image_folder=str(root), data_dir=str(tmp_path)
       )
     )
@@ -142,11 +146,11 @@ def test_layout_errors(tmp_path):
 
 def test_mixed_sizes_need_image_size(tmp_path):
   root = str(tmp_path / 'images')
-  write_image_folder(root, per_class=2)
+  support.write_image_folder(root, per_class=2)
   Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(
     os.path.join(root, 'test', 'cat', 'big.png')
   )
-  config = make_config(
+  config = support.make_input_config(
     name='image_folder',
     image_folder=root,
     data_dir=str(tmp_path / 'd'),

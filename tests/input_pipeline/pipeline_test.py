@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import input_pipeline
-from tests.input_pipeline.conftest import make_config, write_image_folder
+from tests import support
 
 
 def _create(config, process_index=0, process_count=1, seed=7):
@@ -28,7 +28,7 @@ def _assert_batches_equal(a, b):
 def color_folder_dir(tmp_path_factory):
   """A prepared 4-class folder of 12x12 RGB images (CIFAR-like aug)."""
   root = str(tmp_path_factory.mktemp('images'))
-  write_image_folder(
+  support.write_image_folder(
     root, classes=('a', 'b', 'c', 'd'), per_class=6, size=(12, 12)
   )
   return root, str(tmp_path_factory.mktemp('tfds_folder'))
@@ -36,7 +36,7 @@ def color_folder_dir(tmp_path_factory):
 
 @pytest.mark.parametrize('sampler', ['random', 'class_balanced'])
 def test_resumed_iterator_equals_uninterrupted(digits_dir, sampler):
-  config = make_config(
+  config = support.make_input_config(
     data_dir=digits_dir,
     batch_size=40,
     sampler=sampler,
@@ -61,7 +61,7 @@ def test_resumed_iterator_equals_uninterrupted(digits_dir, sampler):
 
 
 def test_seed_changes_the_order(digits_dir):
-  config = make_config(data_dir=digits_dir, batch_size=32)
+  config = support.make_input_config(data_dir=digits_dir, batch_size=32)
   a = _create(config, seed=0).global_batch_indices(0)
   b = _create(config, seed=1).global_batch_indices(0)
   assert not np.array_equal(a, b)
@@ -73,7 +73,7 @@ def test_seed_changes_the_order(digits_dir):
 def test_two_processes_concatenate_to_the_global_batch(
   digits_dir, sampler, batch_size, m
 ):
-  config = make_config(
+  config = support.make_input_config(
     data_dir=digits_dir,
     batch_size=batch_size,
     sampler=sampler,
@@ -94,7 +94,7 @@ def test_two_processes_concatenate_to_the_global_batch(
 
 def test_augmentation_is_process_independent_and_resumable(color_folder_dir):
   root, data_dir = color_folder_dir
-  config = make_config(
+  config = support.make_input_config(
     name='image_folder',
     image_folder=root,
     data_dir=data_dir,
@@ -104,7 +104,7 @@ def test_augmentation_is_process_independent_and_resumable(color_folder_dir):
   single = _create(config)
   halves = [_create(config, p, 2) for p in range(2)]
   plain = _create(
-    make_config(
+    support.make_input_config(
       name='image_folder',
       image_folder=root,
       data_dir=data_dir,
@@ -129,7 +129,7 @@ def test_augmentation_is_process_independent_and_resumable(color_folder_dir):
 @pytest.mark.parametrize('process_count', [1, 2, 3])
 @pytest.mark.parametrize('split', ['train', 'test'])
 def test_eval_covers_every_example_once(digits_dir, process_count, split):
-  config = make_config(data_dir=digits_dir, batch_size=48)
+  config = support.make_input_config(data_dir=digits_dir, batch_size=48)
   seen, batch_counts, size = [], set(), None
   for p in range(process_count):
     dataset = _create(config, p, process_count)
@@ -159,7 +159,7 @@ def test_eval_covers_every_example_once(digits_dir, process_count, split):
 
 
 def test_eval_batches_are_in_split_order(digits_dir):
-  dataset = _create(make_config(data_dir=digits_dir))
+  dataset = _create(support.make_input_config(data_dir=digits_dir))
   batch = next(dataset.eval_batches('test', 16, with_index=True))
   np.testing.assert_array_equal(batch['index'], np.arange(16))
   with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
@@ -169,7 +169,9 @@ def test_eval_batches_are_in_split_order(digits_dir):
 
 
 def test_class_disjoint_digits(digits_dir):
-  dataset = _create(make_config(data_dir=digits_dir, class_disjoint=True))
+  dataset = _create(
+    support.make_input_config(data_dir=digits_dir, class_disjoint=True)
+  )
   info = dataset.info
   assert info.class_disjoint
   assert info.num_classes == 5 and info.num_test_classes == 5
@@ -199,12 +201,12 @@ def test_class_disjoint_digits(digits_dir):
 
 def test_batch_size_errors(digits_dir):
   with pytest.raises(ValueError, match='multiple of the process count 3'):
-    _create(make_config(data_dir=digits_dir, batch_size=32), 0, 3)
+    _create(support.make_input_config(data_dir=digits_dir, batch_size=32), 0, 3)
   with pytest.raises(ValueError, match='process_index must be in'):
-    _create(make_config(data_dir=digits_dir), 2, 2)
+    _create(support.make_input_config(data_dir=digits_dir), 2, 2)
   with pytest.raises(ValueError, match='larger than the 1438 training'):
-    _create(make_config(data_dir=digits_dir, batch_size=2000))
+    _create(support.make_input_config(data_dir=digits_dir, batch_size=2000))
   with pytest.raises(ValueError, match='sampler must be one of'):
-    _create(make_config(data_dir=digits_dir, sampler='balanced'))
+    _create(support.make_input_config(data_dir=digits_dir, sampler='balanced'))
   with pytest.raises(ValueError, match='start_step must be >= 0'):
-    _create(make_config(data_dir=digits_dir)).train_batches(-1)
+    _create(support.make_input_config(data_dir=digits_dir)).train_batches(-1)

@@ -5,7 +5,7 @@ import pytest
 
 import input_pipeline
 from input_pipeline import sampling, sources
-from tests.input_pipeline.conftest import make_config
+from tests import support
 
 
 def _labels(counts):
@@ -89,7 +89,7 @@ def test_class_balanced_errors():
 
 
 def test_class_balanced_errors_through_create_dataset(digits_dir):
-  config = make_config(
+  config = support.make_input_config(
     data_dir=digits_dir,
     sampler='class_balanced',
     batch_size=20,

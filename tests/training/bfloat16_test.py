@@ -18,13 +18,13 @@ import jax
 import jax.extend
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 import threadpoolctl
 from tensorboardX.proto import event_pb2
 
 import train
 from configs import tiny
+from tests import support
 from training import evaluation_loop, objectives
 from training import experiment as experiment_lib
 from training import steps as steps_lib
@@ -50,13 +50,13 @@ def _float32_default():
 
 @pytest.fixture(autouse=True)
 def _fast_evaluation(monkeypatch):
-  # tests/training/conftest.py compiles without most optimisations, which
-  # pays for the init and the train step (compiled once, run 3 times) but
-  # not for evaluation: its forward passes over 2,156 images (the test
-  # split twice, the train split once) run several times faster compiled
-  # with optimisations, for about the same compile time. K-means (NMI) on
-  # one thread: on 359 points, OpenMP threads only cost, the more so on a
-  # busy machine.
+  # tests/conftest.py compiles without most optimisations, which pays for
+  # the init and the train step (compiled once, run 3 times) but not for
+  # evaluation: its forward passes over 2,156 images (the test split twice,
+  # the train split once) run several times faster compiled with
+  # optimisations, for about the same compile time. K-means (NMI) on one
+  # thread: on 359 points, OpenMP threads only cost, the more so on a busy
+  # machine.
   evaluate = evaluation_loop.evaluate
 
   def fast(*args, **kwargs):
@@ -71,9 +71,9 @@ def _fast_evaluation(monkeypatch):
   monkeypatch.setattr(evaluation_loop, 'evaluate', fast)
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
+@pytest.fixture
+def data_dir(digits_data_dir):
+  return digits_data_dir  # Other sets (digits_multilabel) go in too.
 
 
 def _config(data_dir, loss_name, multilabel):
@@ -108,16 +108,6 @@ def _train_losses(workdir):
           content = value.tensor.tensor_content
           losses[event.step] = float(np.frombuffer(content, '<f4')[0])
   return losses
-
-
-def _restored_state(workdir):
-  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
-  step = manager.latest_step()
-  restored = manager.restore(
-    step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
-  )
-  manager.close()
-  return step, restored['state']
 
 
 def _float_dtypes(tree):
@@ -180,7 +170,7 @@ def test_every_loss_trains_in_bfloat16(
   for key, value in metrics.items():
     assert np.isfinite(value), (key, value)
 
-  step, state = _restored_state(str(tmp_path))
+  step, state = support.latest_checkpoint(str(tmp_path))
   assert step == _NUM_STEPS
   # Every floating-point array of the state (Adam's step count is int32).
   for part in ('params', 'opt_state', 'batch_stats', 'head_state'):

@@ -7,14 +7,17 @@ import subprocess
 import sys
 import time
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+from tests import support
+
+_TRAIN = os.path.join(support.ROOT, 'train.py')
+_TINY = os.path.join(support.ROOT, 'configs', 'tiny.py')
 
 
 def _command(workdir, data_dir, num_steps):
   return [
     sys.executable,
-    os.path.join(_ROOT, 'train.py'),
-    f'--config={os.path.join(_ROOT, "configs", "tiny.py")}',
+    _TRAIN,
+    f'--config={_TINY}',
     f'--workdir={workdir}',
     f'--config.input.data_dir={data_dir}',
     f'--config.num_train_steps={num_steps}',
@@ -44,7 +47,7 @@ def test_sigterm_saves_and_resume_continues(tmp_path, digits_data_dir):
     stdout=subprocess.DEVNULL,
     text=True,
     env=env,
-    cwd=_ROOT,
+    cwd=support.ROOT,
   )
   output = []
   deadline = time.monotonic() + 240
@@ -70,7 +73,7 @@ def test_sigterm_saves_and_resume_continues(tmp_path, digits_data_dir):
     capture_output=True,
     text=True,
     env=env,
-    cwd=_ROOT,
+    cwd=support.ROOT,
     timeout=240,
   )
   assert resumed.returncode == 0, resumed.stderr[-3000:]

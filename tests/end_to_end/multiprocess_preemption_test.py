@@ -9,33 +9,25 @@ uninterrupted 1-process x 4-device run.
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
-import input_pipeline
-from configs import tiny
+from tests import support
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+_TRAIN = os.path.join(support.ROOT, 'train.py')
+_TINY = os.path.join(support.ROOT, 'configs', 'tiny.py')
 _TIMEOUT = 300
-
-
-def _free_port() -> int:
-  with socket.socket() as sock:
-    sock.bind(('localhost', 0))
-    return sock.getsockname()[1]
 
 
 def _command(workdir, data_dir, num_steps, *extra):
   return [
     sys.executable,
-    os.path.join(_ROOT, 'train.py'),
-    f'--config={os.path.join(_ROOT, "configs", "tiny.py")}:softmax',
+    _TRAIN,
+    f'--config={_TINY}:softmax',
     f'--workdir={workdir}',
     f'--config.input.data_dir={data_dir}',
     f'--config.num_train_steps={num_steps}',
@@ -106,23 +98,19 @@ def _finish(processes, logs):
 
 
 def _params(workdir):
-  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
-  restored = manager.restore(
-    manager.latest_step(),
-    args=ocp.args.Composite(state=ocp.args.StandardRestore()),
-  )
-  manager.close()
-  return restored['state']['params']
+  _, state = support.latest_checkpoint(workdir)
+  return state['params']
 
 
-def test_sigterm_to_one_process_stops_all_at_one_step(tmp_path):
-  data_dir = str(tmp_path / 'tfds')
-  config = tiny.get_config()
-  config.input.data_dir = data_dir
-  input_pipeline.create_dataset(config.input, seed=0)  # Prepare once.
+def test_sigterm_to_one_process_stops_all_at_one_step(
+  tmp_path, digits_data_dir
+):
+  data_dir = digits_data_dir  # Prepared once, before the processes start.
   workdir = tmp_path / 'multi'
 
-  processes, logs = _start(workdir, data_dir, 100000, _free_port(), tmp_path)
+  processes, logs = _start(
+    workdir, data_dir, 100000, support.free_port(), tmp_path
+  )
   deadline = time.monotonic() + _TIMEOUT
   while not re.search(r'step 3/100000', _read(logs[0])):
     assert time.monotonic() < deadline, _read(logs[0])[-3000:]
@@ -141,7 +129,7 @@ def test_sigterm_to_one_process_stops_all_at_one_step(tmp_path):
   resume_dir = tmp_path / 'resume'
   resume_dir.mkdir()
   processes, logs = _start(
-    workdir, data_dir, stop_step + 2, _free_port(), resume_dir
+    workdir, data_dir, stop_step + 2, support.free_port(), resume_dir
   )
   texts = _finish(processes, logs)
   for text in texts:

@@ -1,4 +1,4 @@
-"""The command line's errors, and one live run per workdir."""
+"""train.py's command line: its errors, and one live run per workdir."""
 
 import os
 import subprocess
@@ -8,9 +8,9 @@ import pytest
 
 import train
 from configs import tiny
+from tests import support
 from training import lifecycle
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 _ENV = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
 
 
@@ -20,7 +20,7 @@ def _error_lines(*argv, workdir):
     capture_output=True,
     text=True,
     env=_ENV,
-    cwd=_ROOT,
+    cwd=support.ROOT,
     timeout=240,
   )
   # absl's log lines start with their level letter and a date (I1201 ...).
@@ -56,6 +56,30 @@ def test_bad_input_is_one_line_and_non_zero(argv, expected, tmp_path):
   assert len(lines) == 1, lines
   assert lines[0].startswith(expected), lines
   assert '--traceback shows where' in lines[0]
+
+
+# The same error as objectives_test's
+# test_renaming_the_loss_is_refused_as_the_command_line_builds_it, as the
+# user sees it.
+_RENAMED_SECTION_LINE = (
+  "train.py: ValueError: config.loss was built for the loss 'cosface', not "
+  "for 'arcface' (config.loss.name): changing config.loss.name alone keeps "
+  "cosface's section (scale=64.0, margin=0.35; arcface's defaults: "
+  'scale=64.0, margin=0.5). Pick the loss with the config argument (e.g. '
+  '--config=configs/digits.py:arcface) so that config.loss holds exactly its '
+  'hyperparameters. (--traceback shows where)'
+)
+
+
+def test_train_py_refuses_the_renamed_loss_in_one_line(tmp_path):
+  returncode, lines = _error_lines(
+    '--config=configs/digits.py:cosface',
+    '--config.loss.name=arcface',
+    workdir=tmp_path / 'work',
+  )
+  assert returncode != 0
+  assert lines == [_RENAMED_SECTION_LINE]
+  assert not os.path.exists(tmp_path / 'work' / 'checkpoints')
 
 
 def test_a_wrong_type_override_is_one_line_with_its_value(tmp_path):
@@ -119,7 +143,7 @@ def test_second_run_on_a_live_workdir_is_refused(tmp_path):
     stdout=subprocess.PIPE,
     text=True,
     env=_ENV,
-    cwd=_ROOT,
+    cwd=support.ROOT,
   )
   try:
     assert first.stdout.readline().strip() == 'held'

@@ -17,20 +17,15 @@ import train
 from configs import common, tiny
 from input_pipeline import augment
 from models import pretrained
-from tests.training.conftest import (
-  last_checkpointed_state,
-  override,
-  without_embedding,
-  write_random_resnet18,
-)
+from tests import support
 from training import checkpointing
 
 _STAGE_FILTERS = (8, 16, 32, 64)
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
+@pytest.fixture
+def data_dir(digits_data_dir):
+  return digits_data_dir
 
 
 def _config(data_dir, **overrides):
@@ -44,7 +39,7 @@ def _config(data_dir, **overrides):
   config.eval_every_steps = 3
   config.checkpoint_every_steps = 3
   config.write_features = False
-  return override(config, **overrides)
+  return support.override(config, **overrides)
 
 
 def test_a_new_run_starts_from_exported_weights(
@@ -53,12 +48,12 @@ def test_a_new_run_starts_from_exported_weights(
   # The exporting run itself starts from random weights in a file, as
   # ImageNet-normalised input needs init_from.
   random_weights = tmp_path / 'random.safetensors'
-  write_random_resnet18(random_weights, _STAGE_FILTERS, 8, seed=3)
+  support.write_random_resnet18(random_weights, _STAGE_FILTERS, 8, seed=3)
   train.train_and_evaluate(
     _config(data_dir, **{'model.init_from': str(random_weights)}),
     str(tmp_path / 'first'),
   )
-  exporting = last_checkpointed_state(tmp_path / 'first')
+  _, exporting = support.latest_checkpoint(tmp_path / 'first')
   path = tmp_path / 'exported.safetensors'
   pretrained.save_resnet_torchvision(
     path,
@@ -78,8 +73,8 @@ def test_a_new_run_starts_from_exported_weights(
   backbone = start.params['backbone']
   jax.tree.map(
     np.testing.assert_array_equal,
-    without_embedding(backbone),
-    without_embedding(exporting['params']['backbone']),
+    support.without_embedding(backbone),
+    support.without_embedding(exporting['params']['backbone']),
   )
   jax.tree.map(
     np.testing.assert_array_equal,
@@ -120,11 +115,11 @@ def test_a_new_run_starts_from_exported_weights(
   # Training went on from there: all steps, finite metrics, moved weights.
   assert results['step'] == 3
   assert np.isfinite(results['recall@1'])
-  finetuned = last_checkpointed_state(tmp_path / 'second')
+  _, finetuned = support.latest_checkpoint(tmp_path / 'second')
   moved = jax.tree.map(
     lambda new, old: float(np.max(np.abs(np.asarray(new) - old))),
-    without_embedding(finetuned['params']['backbone']),
-    without_embedding(backbone),
+    support.without_embedding(finetuned['params']['backbone']),
+    support.without_embedding(backbone),
   )
   assert max(jax.tree.leaves(moved)) > 0
 

@@ -6,32 +6,26 @@ never hang the suite.
 """
 
 import os
-import socket
 import subprocess
 import sys
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 import train
 from configs import tiny
+from tests import support
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+_TRAIN = os.path.join(support.ROOT, 'train.py')
+_TINY = os.path.join(support.ROOT, 'configs', 'tiny.py')
 _TIMEOUT = 300
-
-
-def _free_port() -> int:
-  with socket.socket() as sock:
-    sock.bind(('localhost', 0))
-    return sock.getsockname()[1]
 
 
 def _command(workdir, data_dir, *extra):
   return [
     sys.executable,
-    os.path.join(_ROOT, 'train.py'),
-    f'--config={os.path.join(_ROOT, "configs", "tiny.py")}:circle_pairwise',
+    _TRAIN,
+    f'--config={_TINY}:circle_pairwise',
     f'--workdir={workdir}',
     f'--config.input.data_dir={data_dir}',
     # Plain SGD keeps round-off differences round-off sized; Adam's
@@ -55,20 +49,15 @@ def _env(num_devices):
 
 
 def _params(workdir):
-  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
-  restored = manager.restore(
-    manager.latest_step(),
-    args=ocp.args.Composite(state=ocp.args.StandardRestore()),
-  )
-  manager.close()
-  return restored['state']['params']
+  _, state = support.latest_checkpoint(workdir)
+  return state['params']
 
 
 def test_two_processes_equal_one_process(tmp_path, digits_data_dir):
   data_dir = digits_data_dir
   # The 1-process x 4-device reference runs in this test process, which has
-  # 4 devices (tests/conftest.py) and compiles without most optimisations
-  # (tests/training/conftest.py) like the processes below; float64 is off,
+  # 4 devices and compiles without most optimisations (tests/conftest.py)
+  # like the processes below; float64 is off,
   # as in train.py.
   config = tiny.get_config('circle_pairwise')
   config.input.data_dir = data_dir
@@ -78,7 +67,7 @@ def test_two_processes_equal_one_process(tmp_path, digits_data_dir):
   with jax.enable_x64(False):
     train.train_and_evaluate(config, str(tmp_path / 'single'))
 
-  port = _free_port()
+  port = support.free_port()
   workdir = tmp_path / 'multi'
   processes = [
     subprocess.Popen(

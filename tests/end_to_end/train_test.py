@@ -5,12 +5,11 @@ import os
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 import train
 from configs import tiny
-from tests.training.conftest import override
+from tests import support
 from training import checkpointing, objectives
 from training import steps as steps_lib
 
@@ -20,25 +19,20 @@ _SINGLE_LABEL = [
 _MULTILABEL = [o.name for o in objectives.all_objectives() if o.multilabel]
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
+@pytest.fixture
+def data_dir(digits_data_dir):
+  return digits_data_dir  # Other sets (digits_multilabel) go in too.
 
 
 def _config(data_dir, loss=None, **overrides):
   config = tiny.get_config(loss)
   config.input.data_dir = data_dir
-  return override(config, **overrides)
+  return support.override(config, **overrides)
 
 
 def _params(workdir):
-  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
-  step = manager.latest_step()
-  restored = manager.restore(
-    step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
-  )
-  manager.close()
-  return step, restored['state']['params']
+  step, state = support.latest_checkpoint(workdir)
+  return step, state['params']
 
 
 @pytest.mark.parametrize('loss_name', _SINGLE_LABEL)

@@ -16,15 +16,7 @@ from PIL import Image
 
 import train
 from configs import cars196, common, cub200, image_folder_finetune, sop
-from tests.input_pipeline.conftest import (
-  prepare_catalog_records,
-  write_image_folder,
-)
-from tests.training.conftest import (
-  last_checkpointed_state,
-  without_embedding,
-  write_random_resnet18,
-)
+from tests import support
 
 _STAGE_FILTERS = (4, 8, 8, 8)
 
@@ -104,14 +96,14 @@ def _sop_records(data_dir):
     'train': [record(label) for label in range(0, 120, 10) for _ in range(4)],
     'test': [record(11318 + label) for label in range(6) for _ in range(4)],
   }
-  prepare_catalog_records('stanford_online_products', data_dir, splits)
+  support.prepare_catalog_records('stanford_online_products', data_dir, splits)
 
 
 def test_tiny_protocol_end_to_end(tmp_path, first_train_states):
   data_dir = str(tmp_path / 'tfds')
   _sop_records(data_dir)
   weights = tmp_path / 'resnet18.safetensors'
-  params, batch_stats = write_random_resnet18(
+  params, batch_stats = support.write_random_resnet18(
     weights, _STAGE_FILTERS, 16, seed=7
   )
   config = _tiny(sop.get_config('proxy_anchor'), data_dir)
@@ -126,12 +118,12 @@ def test_tiny_protocol_end_to_end(tmp_path, first_train_states):
   assert results['step'] == 3
   for key in ('recall@1', 'recall@10', 'recall@100', 'recall@1000', 'map@r'):
     assert 0 <= results[key] <= 1, key
-  state = last_checkpointed_state(workdir)
+  _, state = support.latest_checkpoint(workdir)
   # Frozen backbone and BatchNorm: still the loaded weights and statistics.
   jax.tree.map(
     np.testing.assert_array_equal,
-    without_embedding(state['params']['backbone']),
-    without_embedding(params),
+    support.without_embedding(state['params']['backbone']),
+    support.without_embedding(params),
   )
   jax.tree.map(
     np.testing.assert_array_equal,
@@ -170,11 +162,11 @@ def test_image_folder_fine_tuning(tmp_path):
   # configs/image_folder_finetune.py on a folder of 3 classes: the folder's
   # own train/test split (not class-disjoint), ImageNet-style weights.
   root = tmp_path / 'images'
-  write_image_folder(
+  support.write_image_folder(
     str(root), classes=('a', 'b', 'c'), per_class=8, size=(20, 24)
   )
   weights = tmp_path / 'resnet18.safetensors'
-  params, _ = write_random_resnet18(weights, _STAGE_FILTERS, 16, seed=7)
+  params, _ = support.write_random_resnet18(weights, _STAGE_FILTERS, 16, seed=7)
   config = _tiny(
     image_folder_finetune.get_config('softmax'), str(tmp_path / 'tfds')
   )
@@ -183,9 +175,9 @@ def test_image_folder_fine_tuning(tmp_path):
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert results['step'] == 3
   assert 0 <= results['accuracy'] <= 1 and 0 <= results['recall@1'] <= 1
-  state = last_checkpointed_state(tmp_path / 'run')
+  _, state = support.latest_checkpoint(tmp_path / 'run')
   jax.tree.map(
     np.testing.assert_array_equal,
-    without_embedding(state['params']['backbone']),
-    without_embedding(params),
+    support.without_embedding(state['params']['backbone']),
+    support.without_embedding(params),
   )

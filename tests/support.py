@@ -1,0 +1,262 @@
+"""Helpers shared by the tests: data written on the fly, runs and their
+checkpoints, the command lines' processes.
+
+Imported by test modules (``from tests import support``) and by conftest
+files, which keep only fixtures. Only public names of the packages under
+test are used here.
+"""
+
+import json
+import os
+import socket
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import tensorflow_datasets as tfds
+from PIL import Image
+
+import input_pipeline
+import models
+import train
+from configs import tiny
+from input_pipeline import preparation
+from input_pipeline.datasets import catalog
+from models import pretrained
+
+# The repository's root: the command lines (train.py, embed.py, search.py)
+# and configs/ are found from it, and the processes the tests start run in
+# it.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+  """A free TCP port on localhost (for jax.distributed's coordinator)."""
+  with socket.socket() as sock:
+    sock.bind(('localhost', 0))
+    return sock.getsockname()[1]
+
+
+# Checkpoints.
+
+
+def latest_checkpoint(workdir):
+  """The newest checkpoint of a run's workdir, as saved.
+
+  Args:
+    workdir: the run's ``--workdir`` (str or path).
+
+  Returns:
+    ``(step, state)``: the checkpoint's step and the saved train state as a
+    tree of arrays (``state['params']``, ``state['batch_stats']``, ...).
+  """
+  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  try:
+    step = manager.latest_step()
+    restored = manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+    )
+  finally:
+    manager.close()
+  return step, restored['state']
+
+
+# Training runs.
+
+
+class FirstTrainStates(list):
+  """A loop hook (`train.train_and_evaluate(..., hooks=[it])`): appends,
+  per run, the state its first train step receives."""
+
+  def __init__(self):
+    super().__init__()
+    self._runs = []
+
+  def __call__(self, step, state, steps):
+    del step
+    if not any(run is steps for run in self._runs):  # A new run's steps.
+      self._runs.append(steps)
+      self.append(jax.device_get(state))
+
+
+def override(config, **dotted):
+  """Sets ``config[a][b][c] = value`` for each ``'a.b.c'=value``."""
+  for path, value in dotted.items():
+    section, _, field = path.rpartition('.')
+    target = config
+    for key in filter(None, section.split('.')):
+      target = target[key]
+    target[field] = value
+  return config
+
+
+def without_embedding(params):
+  """A backbone's params without the embedding layer (never pretrained)."""
+  return {k: v for k, v in params.items() if k != 'embedding'}
+
+
+def write_random_resnet18(path, stage_filters, image_size, *, seed):
+  """Writes a random ResNet-18 in torchvision's naming, as weights to load.
+
+  It stands for ImageNet weights: random parameters and non-trivial running
+  statistics (initial ones would be all 0 and 1).
+
+  Returns:
+    ``(params, batch_stats)`` that were written.
+  """
+  model = models.get_model(
+    'resnet18', embedding_dim=8, stage_filters=stage_filters
+  )
+  variables = model.init(
+    jax.random.key(seed),
+    np.zeros((1, image_size, image_size, 3), np.float32),
+    train=False,
+  )
+  rng = np.random.default_rng(seed)
+  batch_stats = jax.tree.map(
+    lambda s: np.abs(s + 0.3 * rng.standard_normal(s.shape)).astype(np.float32),
+    variables['batch_stats'],
+  )
+  pretrained.save_resnet_torchvision(path, variables['params'], batch_stats)
+  return variables['params'], batch_stats
+
+
+# The tiny model trained on an image folder (the `trained` fixture): 4
+# classes of 8x8 grey PNGs; the run is class-disjoint (trains on a, b;
+# evaluates on the test split's c, d), so its final evaluation also writes
+# ``retrieval.png``.
+CLASSES = ('a', 'b', 'c', 'd')
+TRAIN_PER_CLASS = 6
+TEST_PER_CLASS = 3
+
+
+def write_images(directory, count, seed, classes=CLASSES):
+  """``directory/<class>/<i>.png`` (or flat when `classes` is None): grey
+  8x8 images, each class a different brightness ramp plus noise."""
+  rng = np.random.default_rng(seed)
+  paths = []
+  for label, name in enumerate(classes or (None,)):
+    folder = directory if name is None else os.path.join(directory, name)
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+      ramp = np.linspace(0, 1, 8)[None, :] * (label + 1) * 60
+      pixels = np.clip(ramp + rng.normal(0, 20, (8, 8)), 0, 255)
+      path = os.path.join(folder, f'{i}.png')
+      Image.fromarray(pixels.astype(np.uint8)).save(path)
+      paths.append(path)
+  return paths
+
+
+def train_on_image_folder(root, data_dir, workdir):
+  """Writes the image folder `root` and trains the tiny model 2 steps on it.
+
+  Args:
+    root: where ``train/`` and ``test/`` of `CLASSES` are written.
+    data_dir: the run's TFDS data dir.
+    workdir: the run's workdir.
+  """
+  write_images(os.path.join(root, 'train'), TRAIN_PER_CLASS, seed=0)
+  write_images(os.path.join(root, 'test'), TEST_PER_CLASS, seed=1)
+  config = tiny.get_config()
+  config.input.name = 'image_folder'
+  config.input.image_folder = root
+  config.input.data_dir = data_dir
+  config.input.class_disjoint = True
+  config.input.batch_size = 8
+  config.input.num_threads = 0
+  config.num_train_steps = 2
+  config.checkpoint_every_steps = 2
+  config.eval_every_steps = 2
+  # 4 test devices: the evaluation batch is split over them.
+  config.eval_batch_size = 8
+  config.write_plots = True
+  # Compiled fast (most of XLA's optimisations off: tests/conftest.py).
+  train.train_and_evaluate(config, workdir)
+
+
+def evaluation_features(workdir):
+  """``(embeddings, labels)`` of a run's final test-split evaluation."""
+  with np.load(os.path.join(workdir, 'test_features.npz')) as data:
+    return data['embeddings'], data['labels']
+
+
+# Input data.
+
+
+def make_input_config(**overrides):
+  """`default_input_config()` with `overrides` and single-threaded reads."""
+  config = input_pipeline.default_input_config()
+  config.num_threads = 0
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def write_image_folder(
+  root, *, classes=('cat', 'dog'), per_class=3, size=(6, 5), mode='RGB', seed=0
+):
+  """Writes ROOT/{train,test}/<class>/<i>.png of random pixels.
+
+  Returns:
+    ``{(split, class, i): uint8 array}`` of what was written.
+  """
+  rng = np.random.default_rng(seed)
+  channels = 3 if mode == 'RGB' else 1
+  written = {}
+  for split in ('train', 'test'):
+    for name in classes:
+      os.makedirs(os.path.join(root, split, name), exist_ok=True)
+      for i in range(per_class):
+        pixels = rng.integers(0, 256, (size[0], size[1], channels), np.uint8)
+        image = pixels if channels == 3 else pixels[..., 0]
+        Image.fromarray(image).save(os.path.join(root, split, name, f'{i}.png'))
+        written[(split, name, i)] = pixels
+  return written
+
+
+def mark_prepared(name, data_dir):
+  """Writes the dataset_info.json that marks `name` as prepared.
+
+  Under `tfds.testing.mock_data` TFDS serves random records instead of
+  reading files, but the pipeline first checks (without TFDS) that the set
+  was prepared as array_record; this fakes that metadata.
+  """
+  spec = catalog.get_spec(name)
+  path, _ = catalog.version_dir(spec.tfds_name, data_dir)
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(path, 'dataset_info.json'), 'w') as f:
+    json.dump({'fileFormat': 'array_record'}, f)
+  return path
+
+
+def prepare_catalog_records(name, data_dir, splits):
+  """Prepares catalog set `name` in `data_dir` from the given records.
+
+  A copy of the real TFDS builder (same name, version and features) whose
+  examples are `splits` instead of a download, prepared as array_record:
+  the pipeline then reads it through ``tfds.data_source`` exactly like a
+  prepared catalog set. Needs no TensorFlow when images are PIL images.
+
+  Args:
+    name: a catalog name (``config.input.name``).
+    data_dir: the TFDS data dir.
+    splits: TFDS split name -> list of example dicts.
+
+  Returns:
+    The prepared version directory.
+  """
+  base = tfds.builder_cls(catalog.get_spec(name).tfds_name)
+
+  class Offline(base, skip_registration=True):
+    name = base.name
+
+    def _split_generators(self, dl_manager):
+      del dl_manager
+      return {s: self._generate_examples(r) for s, r in splits.items()}
+
+    def _generate_examples(self, records):
+      yield from enumerate(records)
+
+  builder = Offline(data_dir=data_dir, file_format=preparation.FILE_FORMAT)
+  builder.download_and_prepare(file_format=preparation.FILE_FORMAT)
+  return builder.data_dir
