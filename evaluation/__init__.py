@@ -11,8 +11,8 @@ arrays or file paths:
   `class_means`; G-softmax's Gaussian measures `gaussian_compactness`,
   `gaussian_separability`, `gaussian_kl`.
 * Retrieval: `retrieval_metrics` (Recall@K, precision@1, R-precision, MAP@R,
-  NMI, with pytorch-metric-learning's AccuracyCalculator semantics) and
-  `kmeans_nmi`.
+  MRR, MAP@k, NMI, AMI, optionally averaged per class, with
+  pytorch-metric-learning's AccuracyCalculator semantics) and `kmeans_nmi`.
 * Re-identification: `reid_metrics` (CMC@K, mAP, mINP; Market-1501
   protocol, torchreid's conventions).
 * Multi-label: `multilabel_metrics` (mAP, CP, CR, CF1, OP, OR, OF1) and

@@ -17,7 +17,8 @@ protocol of Musgrave et al., "A Metric Learning Reality Check" (ECCV 2020):
 
 Memory: queries are processed ``chunk_size`` rows at a time. Each chunk
 builds one ``[chunk_size, n_ref]`` score block by matrix product and keeps
-only its top k neighbours, with k = max(max(ks), max R), so 100k queries never
+only its top k neighbours, with k = max(max(ks), max R, knn_k), so 100k
+queries never
 need an ``[n, n]`` matrix. The work runs in JAX (on the default device: the
 accelerator when there is one), compiled once per (k, chunk shape). The
 search itself is public as `top_k_neighbours` (the neighbours and their
@@ -158,7 +159,14 @@ def _chunk_neighbours(
 
 @functools.partial(
   jax.jit,
-  static_argnames=('chunk_size', 'k', 'ks', 'metric', 'exclude_self'),
+  static_argnames=(
+    'chunk_size',
+    'k',
+    'ks',
+    'knn_k',
+    'metric',
+    'exclude_self',
+  ),
 )
 def _chunk_metrics(
   queries: jax.Array,
@@ -171,9 +179,10 @@ def _chunk_metrics(
   chunk_size: int,
   k: int,
   ks: tuple[int, ...],
+  knn_k: int,
   metric: str,
   exclude_self: bool,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+) -> tuple[jax.Array, ...]:
   """Per-query kNN metrics of rows ``[start, start + chunk_size)``.
 
   Args:
@@ -187,14 +196,15 @@ def _chunk_metrics(
     chunk_size: rows per chunk.
     k: neighbours retrieved per query.
     ks: the K of Recall@K (each <= k after capping).
+    knn_k: the neighbours MRR and MAP@k look at (<= k).
     metric: ``'cosine'`` or ``'euclidean'``.
     exclude_self: whether query row i is reference row i and must be
       skipped.
 
   Returns:
-    ``(hits, r_precision, map_at_r)``: ``[chunk_size, len(ks)]`` booleans
-    (a correct neighbour among the first K), ``[chunk_size]`` and
-    ``[chunk_size]`` floats.
+    ``(hits, r_precision, map_at_r, reciprocal_rank, map_at_k)``:
+    ``[chunk_size, len(ks)]`` booleans (a correct neighbour among the
+    first K) and four ``[chunk_size]`` floats.
   """
   codes = jax.lax.dynamic_slice_in_dim(query_codes, start, chunk_size)
   r = jax.lax.dynamic_slice_in_dim(same_label_counts, start, chunk_size)
@@ -220,7 +230,18 @@ def _chunk_metrics(
     jnp.sum(jnp.where(relevant_within_r, precision_at_rank, 0.0), axis=1)
     / safe_r
   )
-  return hits, r_precision, map_at_r
+  relevant_within_k = relevant & (ranks[None, :] <= knn_k)
+  first = jnp.argmax(relevant_within_k, axis=1)
+  reciprocal_rank = jnp.where(
+    jnp.any(relevant_within_k, axis=1), 1.0 / (first + 1.0), 0.0
+  ).astype(queries.dtype)
+  # PML's mean_average_precision: divided by the correct neighbours found
+  # among the k (at least 1), not by R.
+  found = jnp.maximum(jnp.sum(relevant_within_k, axis=1), 1)
+  map_at_k = jnp.sum(
+    jnp.where(relevant_within_k, precision_at_rank, 0.0), axis=1
+  ) / found.astype(queries.dtype)
+  return hits, r_precision, map_at_r, reciprocal_rank, map_at_k
 
 
 def _prepared(
@@ -378,18 +399,25 @@ def kmeans_nmi(
   """
   _check_embeddings_and_labels(embeddings, labels, 'embeddings', 'labels')
   checks.check_choice(metric, 'metric', _METRICS)
+  labels = np.asarray(labels)
+  assignment = _kmeans_assignment(embeddings, labels, metric, seed)
+  return float(sklearn_metrics.normalized_mutual_info_score(labels, assignment))
+
+
+def _kmeans_assignment(
+  embeddings: Any, labels: np.ndarray, metric: str, seed: int
+) -> np.ndarray:
+  """`kmeans_nmi`'s clustering: one cluster per distinct label."""
   x = np.asarray(embeddings)
   x = x.astype(np.promote_types(x.dtype, np.float32), copy=False)
   if metric == 'cosine':
     # x64 on for this call only, so that float64 features stay float64.
     with jax.enable_x64(True):
       x = np.asarray(losses.l2_normalize(x))
-  labels = np.asarray(labels)
   num_clusters = len(np.unique(labels))
-  assignment = cluster.KMeans(
+  return cluster.KMeans(
     n_clusters=num_clusters, n_init=KMEANS_N_INIT, random_state=seed
   ).fit_predict(x)
-  return float(sklearn_metrics.normalized_mutual_info_score(labels, assignment))
 
 
 def retrieval_metrics(
@@ -400,11 +428,13 @@ def retrieval_metrics(
   metric: str = 'cosine',
   reference_embeddings: Any = None,
   reference_labels: Any = None,
+  knn_k: int | None = None,
+  average_per_class: bool = False,
   chunk_size: int = 1024,
   with_nmi: bool = True,
   seed: int = 0,
 ) -> dict[str, float]:
-  r"""Recall@K, precision@1, R-precision, MAP@R and NMI of embeddings.
+  r"""Recall@K, precision@1, R-precision, MAP@R, MRR, MAP@k, NMI and AMI.
 
   For an included query (see the module docstring) with R same-label
   references, let :math:`\mathrm{rel}(i) \in \{0, 1\}` say whether its i-th
@@ -420,10 +450,26 @@ def retrieval_metrics(
   * ``r_precision`` = :math:`\frac{1}{R}\sum_{i \le R} \mathrm{rel}(i)`.
   * ``map@r`` = :math:`\frac{1}{R}\sum_{i \le R} P(i)\,\mathrm{rel}(i)`
     (Musgrave et al. 2020).
+  * ``mrr`` = 1 / the rank of the first correct neighbour among the k
+    nearest, 0 when none of them is correct (PML's
+    ``mean_reciprocal_rank``).
+  * ``map@k`` = :math:`\frac{1}{F}\sum_{i \le k} P(i)\,\mathrm{rel}(i)`,
+    with F the correct neighbours among the k nearest, 0 when F = 0
+    (PML's ``mean_average_precision``, which divides by F, not by R).
 
-  Each is averaged over the included queries; they are NaN when no query is
-  included (every label occurs once). ``nmi`` is `kmeans_nmi` of the query
-  embeddings and labels (all queries, lone labels included).
+  Here k is `knn_k`, by default PML's default (``k=None``, "max bin
+  count"): the count of the most frequent reference label, the query's own
+  row included when the queries are their own references; capped at the
+  references available.
+
+  Each is averaged over the included queries, or, with
+  `average_per_class`, averaged per query label first and then over the
+  labels (PML's ``avg_of_avgs``); they are NaN when no query is included
+  (every label occurs once; PML returns 0). ``nmi`` is `kmeans_nmi` of the
+  query embeddings and labels (all queries, lone labels included) and
+  ``ami`` scikit-learn's ``adjusted_mutual_info_score`` of the same
+  clustering (PML's ``AMI``; its clustering is faiss k-means, ours
+  scikit-learn's).
 
   Args:
     embeddings: ``[n, dim]`` floating query embeddings.
@@ -435,14 +481,18 @@ def retrieval_metrics(
       embeddings; defaults to the queries, with self-matches excluded.
     reference_labels: ``[m]`` integer reference labels; required exactly
       when `reference_embeddings` is given.
+    knn_k: the neighbours MRR and MAP@k look at, a positive int; None:
+      PML's default above.
+    average_per_class: average each kNN metric per label first.
     chunk_size: queries per score block; memory is
       ``O(chunk_size * m)``.
-    with_nmi: whether to run k-means and report ``'nmi'``.
+    with_nmi: whether to run k-means and report ``'nmi'`` and ``'ami'``.
     seed: the k-means random state.
 
   Returns:
-    ``{'recall@K' for K in ks, 'precision@1', 'r_precision', 'map@r'}``
-    plus ``'nmi'`` when `with_nmi`, as Python floats in ``[0, 1]``.
+    ``{'recall@K' for K in ks, 'precision@1', 'r_precision', 'map@r',
+    'mrr', 'map@k'}`` plus ``'nmi'`` and ``'ami'`` when `with_nmi`, as
+    Python floats in ``[0, 1]`` (AMI can fall below 0).
 
   Raises:
     ValueError: on wrong ranks or lengths, a non-positive K or
@@ -455,6 +505,8 @@ def retrieval_metrics(
   ks = _check_ks(ks)
   checks.check_choice(metric, 'metric', _METRICS)
   checks.check_positive_int(chunk_size, 'chunk_size')
+  checks.check_optional_positive_int(knn_k, 'knn_k')
+  checks.check_python_bool(average_per_class, 'average_per_class')
   if (reference_embeddings is None) != (reference_labels is None):
     raise ValueError(
       '`reference_embeddings` and `reference_labels` must be given '
@@ -505,7 +557,10 @@ def retrieval_metrics(
     query_codes, reference_codes, len(uniques), exclude_self
   )
   included = r > 0
-  k = min(max(max(ks), int(r.max())), available)
+  if knn_k is None:
+    knn_k = int(np.bincount(reference_codes).max())
+  knn_k = min(knn_k, available)
+  k = min(max(max(ks), int(r.max()), knn_k), available)
 
   queries, references, chunk_size, padding = _prepared(
     embeddings,
@@ -517,7 +572,7 @@ def retrieval_metrics(
   padded_r = jnp.asarray(np.pad(r, (0, padding)), jnp.int32)
   reference_codes = jnp.asarray(reference_codes, jnp.int32)
 
-  hits, r_precision, map_at_r = [], [], []
+  parts = ([], [], [], [], [])
   for start in range(0, num_queries + padding, chunk_size):
     chunk = _chunk_metrics(
       queries,
@@ -530,26 +585,41 @@ def retrieval_metrics(
       k=k,
       # The last column is precision@1, whatever `ks` holds.
       ks=tuple(min(cutoff, k) for cutoff in ks) + (1,),
+      knn_k=knn_k,
       metric=metric,
       exclude_self=exclude_self,
     )
-    for results, value in zip(
-      (hits, r_precision, map_at_r), chunk, strict=True
-    ):
+    for results, value in zip(parts, chunk, strict=True):
       results.append(np.asarray(value))
-  hits = np.concatenate(hits)[:num_queries][included]
-  r_precision = np.concatenate(r_precision)[:num_queries][included]
-  map_at_r = np.concatenate(map_at_r)[:num_queries][included]
+  hits, r_precision, map_at_r, reciprocal_rank, map_at_k = (
+    np.concatenate(part)[:num_queries][included] for part in parts
+  )
+  included_codes = query_codes[included]
 
   def mean(values: np.ndarray) -> float:
-    return float(np.mean(values, dtype=np.float64)) if len(values) else np.nan
+    if not len(values):
+      return np.nan
+    values = values.astype(np.float64)
+    if not average_per_class:
+      return float(np.mean(values))
+    _, per_label = np.unique(included_codes, return_inverse=True)
+    sums = np.bincount(per_label, weights=values)
+    return float(np.mean(sums / np.bincount(per_label)))
 
   result = {f'recall@{cutoff}': mean(hits[:, i]) for i, cutoff in enumerate(ks)}
   result['precision@1'] = mean(hits[:, -1])
   result['r_precision'] = mean(r_precision)
   result['map@r'] = mean(map_at_r)
+  result['mrr'] = mean(reciprocal_rank)
+  result['map@k'] = mean(map_at_k)
   if with_nmi:
-    result['nmi'] = kmeans_nmi(embeddings, labels, metric=metric, seed=seed)
+    assignment = _kmeans_assignment(embeddings, query_labels, metric, seed)
+    result['nmi'] = float(
+      sklearn_metrics.normalized_mutual_info_score(query_labels, assignment)
+    )
+    result['ami'] = float(
+      sklearn_metrics.adjusted_mutual_info_score(query_labels, assignment)
+    )
   return result
 
 

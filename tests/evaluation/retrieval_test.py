@@ -1,5 +1,7 @@
 """Tests for `evaluation.retrieval` against hand-computed and O(n^2) values."""
 
+import collections
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ from sklearn import metrics as sklearn_metrics
 import evaluation
 from evaluation import retrieval
 
-KNN_KEYS = ('precision@1', 'r_precision', 'map@r')
+KNN_KEYS = ('precision@1', 'r_precision', 'map@r', 'mrr', 'map@k')
 
 
 # ---------------------------------------------------------------------------
@@ -25,7 +27,11 @@ def _reference_metrics(
   ks,
   metric,
   exclude_self,
+  knn_k=None,
 ):
+  if knn_k is None:  # PML's default: the largest reference label count.
+    knn_k = max(collections.Counter(reference_labels.tolist()).values())
+  knn_k = min(knn_k, len(references) - int(exclude_self))
   queries = np.asarray(queries, np.float64)
   references = np.asarray(references, np.float64)
   totals = {f'recall@{k}': 0.0 for k in ks}
@@ -62,6 +68,14 @@ def _reference_metrics(
       if relevant[rank - 1]:
         average_precision += sum(relevant[:rank]) / rank
     totals['map@r'] += average_precision / r
+    within = relevant[:knn_k]
+    if any(within):
+      totals['mrr'] += 1.0 / (within.index(True) + 1)
+      totals['map@k'] += sum(
+        sum(within[:rank]) / rank
+        for rank in range(1, knn_k + 1)
+        if within[rank - 1]
+      ) / sum(within)
   return {key: value / included for key, value in totals.items()}
 
 
@@ -89,6 +103,9 @@ def _knn_only(result):
 #   R@4        1 1 1 1 1 1   -> 1
 #   R-prec   1/2 1/2 0 0 1/2 1/2        -> 2/6
 #   MAP@R    1/2 1/2 0 0 (1/2)(1/2) 1/2 -> 1.75/6 = 7/24
+# k of MRR and MAP@k: 3, the largest label count (labels 0 and 1).
+#   MRR      1 1 0 0 1/2 1              -> 3.5/6 = 7/12
+#   MAP@k    5/6 5/6 0 0 7/12 5/6       -> (30/12 + 7/12)/6 = 37/72
 _POSITIONS = np.array([0.0, 1.0, 2.2, 4.0, 5.0, 20.0, 6.5])
 _LABELS = np.array([0, 0, 1, 0, 1, 2, 1])
 _EXPECTED = {
@@ -98,6 +115,8 @@ _EXPECTED = {
   'precision@1': 3 / 6,
   'r_precision': 2 / 6,
   'map@r': 7 / 24,
+  'mrr': 7 / 12,
+  'map@k': 37 / 72,
 }
 
 
@@ -289,7 +308,10 @@ def test_default_keys():
     'precision@1',
     'r_precision',
     'map@r',
+    'mrr',
+    'map@k',
     'nmi',
+    'ami',
   }
   assert all(isinstance(value, float) for value in result.values())
 
@@ -347,4 +369,88 @@ def test_rejects_bad_input(kwargs, error, name):
   embeddings = kwargs.pop('embeddings')
   labels = kwargs.pop('labels')
   with pytest.raises(error, match=name):
+    evaluation.retrieval_metrics(embeddings, labels, with_nmi=False, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# MRR and MAP@k's k, per-class averages, AMI (PML's AccuracyCalculator).
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('knn_k', [1, 5, 500])
+def test_explicit_knn_k_matches_brute_force(knn_k):
+  embeddings, labels = _random_set(9, n=40)
+  result = evaluation.retrieval_metrics(
+    embeddings, labels, knn_k=knn_k, with_nmi=False
+  )
+  expected = _reference_metrics(
+    embeddings, labels, embeddings, labels, (1, 2, 4, 8), 'cosine', True, knn_k
+  )
+  assert result == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_average_per_class_is_the_mean_of_label_means():
+  queries, query_labels = _random_set(10, n=50)
+  references, reference_labels = _random_set(11, n=80)
+  query_labels[:3] = 77  # A label no reference has: excluded.
+  kwargs = dict(
+    ks=(1, 4),
+    metric='euclidean',
+    reference_embeddings=references,
+    reference_labels=reference_labels,
+    with_nmi=False,
+  )
+  result = evaluation.retrieval_metrics(
+    queries, query_labels, average_per_class=True, **kwargs
+  )
+  knn_k = max(collections.Counter(reference_labels.tolist()).values())
+  per_label = [
+    _reference_metrics(
+      queries[query_labels == label],
+      query_labels[query_labels == label],
+      references,
+      reference_labels,
+      (1, 4),
+      'euclidean',
+      False,
+      knn_k,
+    )
+    for label in np.unique(query_labels)
+    if label in reference_labels
+  ]
+  expected = {key: np.mean([m[key] for m in per_label]) for key in result}
+  assert result == pytest.approx(expected, rel=1e-12)
+  # Unequal label sizes: the plain average differs.
+  plain = evaluation.retrieval_metrics(queries, query_labels, **kwargs)
+  assert plain['map@r'] != pytest.approx(result['map@r'])
+
+
+def test_ami_equals_sklearn_on_the_same_kmeans():
+  embeddings, labels = _random_set(12)
+  x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+  assignment = cluster.KMeans(
+    n_clusters=len(np.unique(labels)),
+    n_init=retrieval.KMEANS_N_INIT,
+    random_state=0,
+  ).fit_predict(x)
+  result = evaluation.retrieval_metrics(embeddings, labels)
+  assert result['ami'] == pytest.approx(
+    sklearn_metrics.adjusted_mutual_info_score(labels, assignment), rel=1e-9
+  )
+  assert result['nmi'] == pytest.approx(
+    sklearn_metrics.normalized_mutual_info_score(labels, assignment), rel=1e-9
+  )
+
+
+@pytest.mark.parametrize(
+  'kwargs, error',
+  [
+    ({'knn_k': 0}, ValueError),
+    ({'knn_k': 2.0}, TypeError),
+    ({'average_per_class': 1}, TypeError),
+  ],
+)
+def test_bad_knn_options(kwargs, error):
+  embeddings, labels = _random_set(13, n=10)
+  with pytest.raises(error, match=next(iter(kwargs))):
     evaluation.retrieval_metrics(embeddings, labels, with_nmi=False, **kwargs)
