@@ -37,7 +37,9 @@ _CROP_ATTEMPTS = 10
 
 # config.input.normalization: None or 'none' keeps pixels in [0, 1];
 # 'imagenet' is what ImageNet-pretrained torchvision and timm models expect.
-NORMALIZATIONS = ('none', 'imagenet')
+# 'arcface': [-1, 1], as insightface's arcface_torch feeds its face models
+# ((x / 255 - 0.5) / 0.5 in its data loader and verification code).
+NORMALIZATIONS = ('none', 'imagenet', 'arcface')
 # The per-channel (R, G, B) mean and standard deviation of ImageNet's
 # training images in [0, 1], as torchvision's and timm's ImageNet models
 # normalise their input (torchvision.transforms.Normalize in its reference
@@ -235,9 +237,10 @@ def normalize(batch: np.ndarray, normalization: str | None) -> np.ndarray:
   Args:
     batch: ``[b, H, W, C]`` float32 in [0, 1] (`make_batch`'s output), C in
       {1, 3} for 'imagenet'.
-    normalization: None or 'none' (returns `batch` as is) or 'imagenet':
-      grey images (C = 1) are repeated to 3 channels, then every channel
-      ``c`` becomes ``(x - IMAGENET_MEAN[c]) / IMAGENET_STD[c]`` (RGB).
+    normalization: None or 'none' (returns `batch` as is), 'arcface'
+      (``(x - 0.5) / 0.5``, in [-1, 1]) or 'imagenet': grey images (C = 1)
+      are repeated to 3 channels, then every channel ``c`` becomes
+      ``(x - IMAGENET_MEAN[c]) / IMAGENET_STD[c]`` (RGB).
 
   Returns:
     float32 ``[b, H, W, C']``.
@@ -246,8 +249,11 @@ def normalize(batch: np.ndarray, normalization: str | None) -> np.ndarray:
     ValueError: for an unknown normalization, or 'imagenet' on images with
       neither 1 nor 3 channels.
   """
-  if check_normalization(normalization) == 'none':
+  normalization = check_normalization(normalization)
+  if normalization == 'none':
     return batch
+  if normalization == 'arcface':
+    return ((batch - np.float32(0.5)) / np.float32(0.5)).astype(np.float32)
   channels = batch.shape[-1]
   if channels == 1:
     batch = np.repeat(batch, 3, axis=-1)
