@@ -200,15 +200,48 @@ def make_batch(
         for image in images
       ]
     )
-    if kind == 'crop_flip' and draws is not None:
-      offsets = np.floor(draws[:, :2] * (2 * CROP_PADDING + 1)).astype(int)
-      batch = _pad_crop(batch, offsets[:, 0], offsets[:, 1])
-      batch = _flip(batch, draws[:, 2] < 0.5)
   if batch.shape[1:] != out_shape:
     raise ValueError(
       f'images must have {channels} channel(s) to give {out_shape}, '
       f'received a batch of shape {batch.shape}'
     )
+  if kind == 'inception_crop':
+    return batch.astype(np.float32) / np.float32(max_pixel_value)
+  return augment_array(
+    batch, kind=kind, max_pixel_value=max_pixel_value, draws=draws
+  )
+
+
+def augment_array(
+  batch: np.ndarray,
+  *,
+  kind: str,
+  max_pixel_value: int,
+  draws: np.ndarray | None,
+) -> np.ndarray:
+  """`make_batch` for images of one shape already in one array.
+
+  Args:
+    batch: uint8 ``[b, H, W, C]`` images of the output shape.
+    kind: ``'none'`` or ``'crop_flip'`` (``'inception_crop'`` resizes each
+      image: `make_batch`).
+    max_pixel_value: stored value of white.
+    draws: ``[b, num_draws(kind)]`` uniforms, or None (no augmentation).
+
+  Returns:
+    float32 ``[b, H, W, C]`` in [0, 1], batch operations only.
+  """
+  if kind == 'inception_crop':
+    raise ValueError("augment_array takes 'none' or 'crop_flip' images")
+  if kind == 'crop_flip' and draws is not None:
+    if draws.shape != (len(batch), num_draws(kind)):
+      raise ValueError(
+        f'draws must have shape {(len(batch), num_draws(kind))}, received '
+        f'{draws.shape}'
+      )
+    offsets = np.floor(draws[:, :2] * (2 * CROP_PADDING + 1)).astype(int)
+    batch = _pad_crop(batch, offsets[:, 0], offsets[:, 1])
+    batch = _flip(batch, draws[:, 2] < 0.5)
   return batch.astype(np.float32) / np.float32(max_pixel_value)
 
 

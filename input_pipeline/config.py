@@ -50,6 +50,11 @@ def default_input_config() -> ml_collections.ConfigDict:
   # A run with config.model.init_from must set it: 'imagenet' for ImageNet
   # weights, 'none' for weights a run of this project exported.
   config.normalization = ml_collections.config_dict.placeholder(str)
+  # Training sets whose decoded images fit this many MiB (and need no
+  # per-image resize or crop) are decoded once and held in memory: digits,
+  # MNIST (47 MiB), CIFAR (147 MiB). Chosen here; 0 reads every batch from
+  # the records.
+  config.in_memory_mb = 1024
   config.num_threads = 2  # grain threads building batches ahead.
   config.prefetch = 4  # Batches grain keeps ready (at least num_threads).
   return config

@@ -18,6 +18,13 @@ numbers through ``train_batch`` and iterates it with grain's
 by threads (record reads, image decoding and PIL resizing release the GIL)
 and come out in step order.
 
+Small training sets are held in memory: when the training view's images,
+decoded, fit ``config.input.in_memory_mb`` and need no per-image resize or
+crop (``'none'`` and ``'crop_flip'`` sets), the first training batch
+decodes the whole view once into one uint8 array; every batch is then an
+index into it and batch operations (pad-crop, flip, scaling), the same
+values as from the records.
+
 Evaluation: ``eval_batches(split, batch_size)`` goes once over this
 process's shard, the examples ``p, p + P, p + 2P, ...`` of the split (P
 processes), in fixed-shape batches of `batch_size` rows (a per-process
@@ -28,6 +35,7 @@ zeros with ``mask`` False.
 
 import dataclasses
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -44,6 +52,8 @@ from input_pipeline.datasets import catalog
 SAMPLERS = ('random', 'class_balanced')
 # train_batches is endless; grain needs a length.
 _END_OF_TIME = 2**62
+# Records read and decoded at a time when a training view is held in memory.
+_DECODE_CHUNK = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +122,7 @@ class Dataset:
     num_threads: int,
     prefetch: int,
     normalization: str = 'none',
+    in_memory_bytes: int = 0,
   ):
     self.info = info
     self.global_batch_size = sampler.batch_size
@@ -136,6 +147,11 @@ class Dataset:
     if spec.image_shape is not None:
       channels = spec.image_shape[-1]
     self._decoded_shape = (height, width, channels)
+    self._in_memory_bytes = in_memory_bytes
+    # The training view in memory: None until the first training batch,
+    # then (images, labels), or False when it does not qualify.
+    self._held: tuple[np.ndarray, np.ndarray] | bool | None = None
+    self._held_lock = threading.Lock()
 
   def _labels(
     self, view: sources_lib.SplitView, positions: np.ndarray, records
@@ -177,6 +193,40 @@ class Dataset:
     batch = augment_lib.normalize(batch, self._normalization)
     return batch, self._labels(view, positions, records)
 
+  def _held_train_view(self) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training view's uint8 images and labels, decoded once, or None
+    when they do not fit the budget or need per-image resizing."""
+    with self._held_lock:  # grain's threads ask at once.
+      if self._held is None:
+        self._held = self._decode_train_view() or False
+      return self._held or None
+
+  def _decode_train_view(self) -> tuple[np.ndarray, np.ndarray] | None:
+    view = self._views['train']
+    size = len(view) * math.prod(self._decoded_shape)
+    if self._transform_kind == 'inception_crop' or size > self._in_memory_bytes:
+      return None
+    images = np.empty((len(view), *self._decoded_shape), np.uint8)
+    labels = []
+    for start in range(0, len(view), _DECODE_CHUNK):
+      positions = np.arange(start, min(start + _DECODE_CHUNK, len(view)))
+      records = view.read(positions)
+      for row, record in zip(positions, records, strict=True):
+        image = np.asarray(record['image'])
+        image = image[..., None] if image.ndim == 2 else image
+        if image.shape != self._decoded_shape or image.dtype != np.uint8:
+          return None  # Resized per image: the records' path does it.
+        images[row] = image
+      labels.append(self._labels(view, positions, records))
+    logging.info(
+      'Training images of %s held in memory: %d x %s, %.1f MiB.',
+      self.info.name,
+      len(view),
+      self._decoded_shape,
+      size / 2**20,
+    )
+    return images, np.concatenate(labels)
+
   def global_batch_indices(self, step: int) -> np.ndarray:
     """int64 ``[global_batch]``: training-view positions of step's batch."""
     return self._sampler.global_indices(step)
@@ -203,7 +253,18 @@ class Dataset:
       draws = rng.random(
         (self.global_batch_size, augment_lib.num_draws(self._augment_kind))
       )[rows]
-    images, labels = self._examples(self._views['train'], positions, draws)
+    held = self._held_train_view()
+    if held is None:
+      images, labels = self._examples(self._views['train'], positions, draws)
+    else:
+      images = augment_lib.augment_array(
+        held[0][positions],
+        kind=self._transform_kind,
+        max_pixel_value=self.spec.max_pixel_value,
+        draws=draws,
+      )
+      images = augment_lib.normalize(images, self._normalization)
+      labels = held[1][positions]
     return {'image': images, 'label': labels}
 
   def _iterate(self, start: int, stop: int, make) -> Iterator[Any]:
@@ -475,4 +536,5 @@ def create_dataset(
     num_threads=int(config.get('num_threads', 2)),
     prefetch=int(config.get('prefetch', 4)),
     normalization=normalization,
+    in_memory_bytes=int(config.get('in_memory_mb', 0)) * 2**20,
   )
