@@ -46,8 +46,9 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   # Cross-batch memory (Wang et al. 2020, "Cross-Batch Memory for Embedding
   # Learning", XBM): pair-wise losses also score each anchor against the
   # embeddings of the last `size` examples of earlier steps (README
-  # "Cross-batch memory"). Needs a loss with `uses_memory` (circle_pairwise,
-  # ldmat, triplet).
+  # "Cross-batch memory"). Needs a loss with `uses_memory` (the per-anchor
+  # pair-wise losses: circle_pairwise, ldmat, triplet and the pair-based
+  # baselines of training/objectives/pair_baselines.py).
   config.memory = ml_collections.ConfigDict()
   # Rows kept, at least the global batch; 0 turns the memory off. Chosen
   # here: off by default. The paper gives its sizes as fractions of the

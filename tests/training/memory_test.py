@@ -351,7 +351,19 @@ def test_memory_needs_a_loss_that_uses_it():
     steps_lib.memory_settings(_memory_config(), objective)
   assert steps_lib.memory_settings(_memory_config(size=0), objective) is None
   users = {o.name for o in objectives.all_objectives() if o.uses_memory}
-  assert users == {'circle_pairwise', 'ldmat', 'triplet'}
+  assert users == {
+    'angular',
+    'circle_pairwise',
+    'contrastive',
+    'ldmat',
+    'lifted_structure',
+    'multi_similarity',
+    'n_pairs',
+    'ntxent',
+    'supcon',
+    'triplet',
+    'triplet_margin',
+  }
 
 
 def test_checkpoint_of_another_memory_size_is_refused(tmp_path):

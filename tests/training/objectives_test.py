@@ -93,7 +93,9 @@ def test_unknown_hyperparameter_lists_the_valid_ones():
 
 
 def test_unknown_name_lists_valid_names():
-  with pytest.raises(ValueError, match='valid names: arcface, center, '):
+  with pytest.raises(
+    ValueError, match='valid names: angular, arcface, center, '
+  ):
     objectives.get_objective('nope')
 
 
