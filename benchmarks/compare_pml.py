@@ -12,6 +12,12 @@ defaults, mapped to our conventions) and the same class weights:
 - `arcface_loss` against `losses.ArcFaceLoss`;
 - `proxy_anchor_loss` against `losses.ProxyAnchorLoss`.
 
+The pair-based baselines (contrastive, multi-similarity, generalised lifted
+structure, N-pair, triplet margin, angular, SupCon, NT-Xent) are checked
+first, value and gradients in float64 at PML's defaults and one other
+setting (`pair_parity_rows`, ``--nopair_parity`` skips it); they are not
+timed.
+
 Each row first checks that the two agree: the relative difference of the
 reduced loss and of the gradients w.r.t. the embeddings and, for the proxy
 losses, w.r.t. the class weights; "agree" means all three are below 1e-4.
@@ -127,6 +133,13 @@ _PML_MEMORY = flags.DEFINE_bool(
   True,
   "Measure PML's peak memory per row in a fresh process (a few seconds "
   'each). Without it the huge row has no estimate and PML is not run there.',
+)
+
+_PAIR_PARITY = flags.DEFINE_bool(
+  'pair_parity',
+  True,
+  'First print the pair-based baselines against their PML classes (value '
+  'and gradients, float64, a few seconds).',
 )
 
 _AGREE_TOLERANCE = 1e-4
@@ -610,8 +623,286 @@ def _set_threads(threads: int) -> None:
   torch.set_num_threads(threads)
 
 
+# ---------------------------------------------------------------------------
+# Pair-based baselines (issue 18): value and gradient parity, no timing.
+# ---------------------------------------------------------------------------
+
+# A small class-balanced batch: every anchor has the same numbers of
+# positives and negatives, so our mean over anchors equals PML's mean over
+# pairs (``MeanReducer``), which PML is given explicitly for every row.
+_PARITY_BATCH, _PARITY_CLASSES, _PARITY_DIM = 32, 8, 16
+
+
+def _n_pair_batch(x, y):
+  """PML's N-pair batch: the first two samples of each class (in order)."""
+  firsts, seconds = [], []
+  for label in np.unique(y):
+    rows = np.flatnonzero(y == label)
+    firsts.append(rows[0])
+    seconds.append(rows[1])
+  return np.array(firsts), np.array(seconds)
+
+
+def _ours_n_pairs(normalize):
+  def loss(x, y):
+    firsts, seconds = _n_pair_batch(np.asarray(y), np.asarray(y))
+    if normalize:
+      x = losses.l2_normalize(x)
+    return losses.n_pairs_loss(
+      x[firsts],
+      y[firsts],
+      reference=losses.ReferenceSet(x[seconds], y[seconds]),
+    ).mean()
+
+  return loss
+
+
+def _mean_of(fn, **kwargs):
+  return lambda x, y: fn(x, y, **kwargs).mean()
+
+
+def _pml_loss(loss_class, *, miner=None, **kwargs):
+  from pytorch_metric_learning import distances, reducers
+
+  distance = kwargs.pop('distance', None)
+  if distance is not None:
+    kwargs['distance'] = getattr(distances, distance[0])(**distance[1])
+  reducer = kwargs.pop('reducer', 'MeanReducer')
+  loss = loss_class(reducer=getattr(reducers, reducer)(), **kwargs)
+  if miner is None:
+    return loss
+  return lambda x, y: loss(x, y, miner(x, y))
+
+
+# A row's option: unit-norm inputs, gradients compared on the sphere's
+# tangent space (their radial components dropped).
+_UNIT_TANGENT = 'unit inputs, tangent gradients'
+
+
+def _parity_cases():
+  """(our call, PML's class and setting, ours, PML's[, option]) per row."""
+  unnormalized = ('LpDistance', {'normalize_embeddings': False})
+  semihard = pml_miners.TripletMarginMiner(
+    margin=0.2, type_of_triplets='semihard'
+  )
+  # Ours, summed, over PML's SumReducer: per anchor the semi-hard hinges
+  # are divided by the anchor's |P| |N| = 3 * 28 triplets.
+  triplets_per_anchor = 3 * (_PARITY_BATCH - _PARITY_BATCH // _PARITY_CLASSES)
+  return [
+    (
+      'contrastive_loss(power=1, normalize=True)',
+      'ContrastiveLoss() (defaults)',
+      _mean_of(losses.contrastive_loss, power=1, normalize=True),
+      _pml_loss(pml_losses.ContrastiveLoss),
+    ),
+    (
+      'contrastive_loss(pos_margin=0.1, neg_margin=2, power=1)',
+      'ContrastiveLoss(0.1, 2), unnormalised LpDistance',
+      _mean_of(
+        losses.contrastive_loss, pos_margin=0.1, neg_margin=2.0, power=1
+      ),
+      _pml_loss(
+        pml_losses.ContrastiveLoss,
+        pos_margin=0.1,
+        neg_margin=2.0,
+        distance=unnormalized,
+      ),
+    ),
+    (
+      'multi_similarity_loss()',
+      'MultiSimilarityLoss() (defaults)',
+      _mean_of(losses.multi_similarity_loss),
+      _pml_loss(pml_losses.MultiSimilarityLoss),
+    ),
+    (
+      'multi_similarity_loss(alpha=1, beta=20, base=0.3)',
+      'MultiSimilarityLoss(1, 20, 0.3)',
+      _mean_of(losses.multi_similarity_loss, alpha=1.0, beta=20.0, base=0.3),
+      _pml_loss(pml_losses.MultiSimilarityLoss, alpha=1, beta=20, base=0.3),
+    ),
+    (
+      'lifted_structure_loss(normalize=True)',
+      'GeneralizedLiftedStructureLoss() (defaults)',
+      _mean_of(losses.lifted_structure_loss, normalize=True),
+      _pml_loss(pml_losses.GeneralizedLiftedStructureLoss),
+    ),
+    (
+      'lifted_structure_loss(neg_margin=2, pos_margin=0.2)',
+      'GeneralizedLiftedStructureLoss(2, 0.2), unnormalised LpDistance',
+      _mean_of(losses.lifted_structure_loss, neg_margin=2.0, pos_margin=0.2),
+      _pml_loss(
+        pml_losses.GeneralizedLiftedStructureLoss,
+        neg_margin=2.0,
+        pos_margin=0.2,
+        distance=unnormalized,
+      ),
+    ),
+    (
+      'n_pairs_loss on unit embeddings, first two of each class',
+      'NPairsLoss() (defaults: normalised DotProductSimilarity)',
+      _ours_n_pairs(normalize=True),
+      _pml_loss(pml_losses.NPairsLoss),
+    ),
+    (
+      'n_pairs_loss on the first two of each class (the paper)',
+      'NPairsLoss(DotProductSimilarity(normalize_embeddings=False))',
+      _ours_n_pairs(normalize=False),
+      _pml_loss(
+        pml_losses.NPairsLoss,
+        distance=('DotProductSimilarity', {'normalize_embeddings': False}),
+      ),
+    ),
+    (
+      "triplet_margin_loss(margin=0.05, triplets='all', normalize=True)",
+      'TripletMarginLoss() (defaults)',
+      _mean_of(
+        losses.triplet_margin_loss, margin=0.05, triplets='all', normalize=True
+      ),
+      _pml_loss(pml_losses.TripletMarginLoss),
+    ),
+    (
+      "triplet_margin_loss(margin=0.2, triplets='semihard', normalize=True),"
+      ' summed x P·N',
+      'TripletMarginLoss(0.2) + TripletMarginMiner(semihard), SumReducer',
+      lambda x, y: (
+        triplets_per_anchor
+        * losses.triplet_margin_loss(
+          x, y, margin=0.2, triplets='semihard', normalize=True
+        ).sum()
+      ),
+      _pml_loss(
+        pml_losses.TripletMarginLoss,
+        margin=0.2,
+        reducer='SumReducer',
+        miner=semihard,
+      ),
+    ),
+    # PML's AngularLoss normalises the anchors and positives but not the
+    # negatives x_n (ref_emb): on unit-norm inputs the values agree and so
+    # do the gradients' components tangent to the sphere (compared here);
+    # their radial components differ (docs/losses.md).
+    (
+      'angular_loss() on unit inputs, tangent gradient',
+      'AngularLoss() (defaults)',
+      _mean_of(losses.angular_loss),
+      _pml_loss(pml_losses.AngularLoss),
+      _UNIT_TANGENT,
+    ),
+    (
+      'angular_loss(alpha=45) on unit inputs, tangent gradient',
+      'AngularLoss(45)',
+      _mean_of(losses.angular_loss, alpha=45.0),
+      _pml_loss(pml_losses.AngularLoss, alpha=45),
+      _UNIT_TANGENT,
+    ),
+    (
+      'supcon_loss()',
+      'SupConLoss() (defaults)',
+      _mean_of(losses.supcon_loss),
+      _pml_loss(pml_losses.SupConLoss),
+    ),
+    (
+      'supcon_loss(temperature=0.5)',
+      'SupConLoss(0.5)',
+      _mean_of(losses.supcon_loss, temperature=0.5),
+      _pml_loss(pml_losses.SupConLoss, temperature=0.5),
+    ),
+    (
+      'ntxent_loss()',
+      'NTXentLoss() (defaults)',
+      _mean_of(losses.ntxent_loss),
+      _pml_loss(pml_losses.NTXentLoss),
+    ),
+    (
+      'ntxent_loss(temperature=0.5)',
+      'NTXentLoss(0.5)',
+      _mean_of(losses.ntxent_loss, temperature=0.5),
+      _pml_loss(pml_losses.NTXentLoss, temperature=0.5),
+    ),
+  ]
+
+
+def _relative(a, b) -> float:
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def pair_parity_rows(seed: int = 0) -> list[tuple[str, ...]]:
+  """Our pair-based losses against PML's classes: value and gradient.
+
+  float64 on both sides, so the differences are the formulas', not
+  round-off; PML's default reducers are replaced by ``MeanReducer`` (or
+  ``SumReducer`` where stated), the reduction of our per-anchor values.
+  """
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((_PARITY_BATCH, _PARITY_DIM))
+  y = np.repeat(
+    np.arange(_PARITY_CLASSES), _PARITY_BATCH // _PARITY_CLASSES
+  ).astype(np.int64)
+  previous = jax.config.read('jax_enable_x64')
+  jax.config.update('jax_enable_x64', True)
+  rows = []
+  try:
+    for ours_name, pml_name, ours, pml, *option in _parity_cases():
+      inputs = x
+      if option == [_UNIT_TANGENT]:
+        inputs = x / np.linalg.norm(x, axis=1, keepdims=True)
+      value, grad = jax.value_and_grad(ours)(
+        jnp.asarray(inputs), jnp.asarray(y)
+      )
+      x_torch = torch.tensor(inputs, dtype=torch.float64, requires_grad=True)
+      pml_value = pml(x_torch, torch.tensor(y))
+      pml_value.backward()
+      grad, pml_grad = np.asarray(grad), x_torch.grad.numpy()
+      if option == [_UNIT_TANGENT]:
+        grad, pml_grad = (
+          g - np.sum(g * inputs, axis=1, keepdims=True) * inputs
+          for g in (grad, pml_grad)
+        )
+      value_diff = _relative(value, pml_value.item())
+      grad_diff = _relative(grad, pml_grad)
+      agree = max(value_diff, grad_diff) < 1e-9
+      rows.append(
+        (
+          f'`{ours_name}`',
+          f'`{pml_name}`',
+          f'{float(value):.6f}',
+          f'{pml_value.item():.6f}',
+          f'{value_diff:.1e}',
+          f'{grad_diff:.1e}',
+          'agree' if agree else 'DIFFER',
+        )
+      )
+  finally:
+    jax.config.update('jax_enable_x64', previous)
+  return rows
+
+
+def print_pair_parity() -> None:
+  header = (
+    'discfeat',
+    'PML 2.9',
+    'discfeat value',
+    'PML value',
+    'value rel diff',
+    'grad rel diff',
+    'check (< 1e-9)',
+  )
+  print(
+    f'Pair-based baselines, B={_PARITY_BATCH} ({_PARITY_CLASSES} classes x '
+    f'{_PARITY_BATCH // _PARITY_CLASSES}), dim={_PARITY_DIM}, float64:\n'
+  )
+  print('| ' + ' | '.join(header) + ' |')
+  print('|' + '---|' * len(header))
+  for row in pair_parity_rows():
+    print('| ' + ' | '.join(row) + ' |')
+  print()
+
+
 def main(argv):
   del argv
+  if _PAIR_PARITY.value:
+    print_pair_parity()
   threads = _THREADS.value or os.cpu_count()
   _set_threads(threads)
   reps = _REPS.value or (3 if _QUICK.value else 7)

@@ -461,8 +461,10 @@ def n_pairs_loss(
   With one positive per anchor and one negative per other class (the
   paper's N-pair batch: pass the anchors as `embeddings` and their pairs as
   the `reference`) this is the paper's loss; pytorch-metric-learning's
-  ``NPairsLoss`` builds that batch from the first two samples of each class.
-  The paper's L2 penalty on the embeddings is not included. 0 for an anchor
+  ``NPairsLoss`` builds that batch from the first two samples of each class
+  and, unlike the paper, L2-normalises the embeddings by default (pass
+  ``l2_normalize``\ d embeddings for its convention). The paper's L2
+  penalty on the embeddings is not included. 0 for an anchor
   without a positive or a negative.
 
   Args:
@@ -684,8 +686,10 @@ def angular_loss(
 
   as pytorch-metric-learning's ``AngularLoss`` (which averages over the
   positive pairs: the same as the mean over anchors of a class-balanced
-  batch). The paper's combination with the N-pair loss is not included.
-  0 for an anchor without a positive or a negative. Each row holds
+  batch), except that it leaves the negatives :math:`x_n` unnormalised: on
+  unit-norm inputs the values agree and so do the gradients' components
+  tangent to the sphere. The paper's combination with the N-pair loss is
+  not included. 0 for an anchor without a positive or a negative. Each row holds
   ``[rows, num_reference, num_reference]`` (positive, negative) terms: a
   `block_size` of a few anchors bounds the memory.
 
