@@ -19,7 +19,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from models import pretrained
+from models import iresnet, pretrained
+from models.iresnet import IResNet
 from models.lenet import LeNetPlusPlus, PReLU
 from models.resnet import BasicBlock, BottleneckBlock, CifarResNet, ResNet
 
@@ -40,6 +41,11 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
   'resnet101': functools.partial(
     ResNet, stage_sizes=(3, 4, 23, 3), bottleneck=True
   ),
+  # insightface's face ResNets (Deng et al. 2019, arcface_torch).
+  **{
+    name: functools.partial(iresnet.IResNet, stage_sizes=sizes)
+    for name, sizes in iresnet.STAGE_SIZES.items()
+  },
 }
 
 MODEL_NAMES = tuple(sorted(_REGISTRY))
@@ -155,6 +161,7 @@ __all__ = [
   'BasicBlock',
   'BottleneckBlock',
   'CifarResNet',
+  'IResNet',
   'LeNetPlusPlus',
   'PReLU',
   'ResNet',

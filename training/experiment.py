@@ -26,7 +26,7 @@ from absl import logging
 
 import input_pipeline
 import models
-from models import heads, pretrained
+from models import heads, iresnet_weights, pretrained
 from training import objectives, optimizers
 from training import steps as steps_lib
 
@@ -108,7 +108,10 @@ class Experiment:
     path = self.config.model.get('init_from')
     if path:
       # The embedding and the head stay freshly initialised.
-      state = pretrained.load_backbone(state, path)
+      if isinstance(self.model.backbone, models.IResNet):
+        state = iresnet_weights.load_backbone(state, path)
+      else:
+        state = pretrained.load_backbone(state, path)
       logging.info(
         'Backbone initialised from %s (config.model.init_from).', path
       )
@@ -228,11 +231,11 @@ def _check_weights(config, backbone) -> None:
   before the data set is opened (an image folder may be prepared)."""
   name = config.model.name
   if config.model.get('init_from'):
-    if not isinstance(backbone, models.ResNet):
+    if not isinstance(backbone, (models.ResNet, models.IResNet)):
       raise ValueError(
         'config.model.init_from loads torchvision/timm ResNet weights into '
-        'resnet18, resnet50 or resnet101; received config.model.name='
-        f'{name!r}'
+        'resnet18, resnet50 or resnet101, or arcface_torch weights into '
+        f'iresnet18/34/50/100; received config.model.name={name!r}'
       )
     if config.input.get('normalization') is None:
       raise ValueError(
