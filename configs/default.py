@@ -57,6 +57,9 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   # Steps before the memory term enters the loss (rows are enqueued from
   # the first step). The paper: about 1k iterations, until the embeddings
   # drift slowly; the official sample config's START_ITERATION is 1000.
+  # A warm-up shorter than the fill (size / global batch steps) starts the
+  # term on a partly written memory: its unwritten rows are neither
+  # positives nor negatives, so early anchors see fewer memory pairs.
   config.memory.warmup_steps = 1000
   # Weight of the memory term added to each anchor's batch loss: 1, as in
   # the paper and the official code's XBM.WEIGHT.

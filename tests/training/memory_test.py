@@ -315,6 +315,51 @@ def test_circle_memory_term_matches_numpy(block_size):
   np.testing.assert_array_equal(weights, [1, 1, 1, 1, 1, 0])
 
 
+def test_partly_filled_memory_drops_its_unwritten_rows():
+  """A warm-up shorter than the fill: the step's loss over written rows.
+
+  With a warm-up of 1 step, step 1 scores its anchors against a memory of
+  which 16 of 40 rows are written. The other 24 are zeros of label 0: were
+  they counted (`memory_inputs` marking every row valid), class 0 would
+  gain positives of cosine 0 and every other class negatives, and the loss
+  would differ by far more than round-off.
+  """
+  batches = _batches(2)
+  state, steps = _setup(1, warmup_steps=1)
+  after_first, _ = _train(state, steps, batches[:1])
+  memory = after_first.memory
+  filled = int(memory.filled)
+  assert filled == _GLOBAL_BATCH < _SIZE
+  embedded = _embed(after_first, batches[1]['image']).astype(np.float64)
+  labels = batches[1]['label']
+  _, (loss,) = _train(steps.replicate(after_first), steps, batches[1:])
+  _, hparams = _objective()
+  reference = functools.partial(
+    _circle_reference, margin=hparams.margin, gamma=hparams.gamma
+  )
+  batch_term = np.array(
+    [
+      reference(
+        embedded[i : i + 1],
+        labels[i : i + 1],
+        np.delete(embedded, i, 0),
+        np.delete(labels, i),
+      )[0]
+      for i in range(_GLOBAL_BATCH)
+    ]
+  )
+  written = np.arange(_SIZE) < filled
+  memory_term = reference(
+    embedded,
+    labels,
+    np.asarray(memory.embeddings, np.float64)[written],
+    np.asarray(memory.labels)[written],
+  )
+  # Every anchor has a positive and a negative in the batch: weight 1 each.
+  expected = np.mean(batch_term + _memory_config().weight * memory_term)
+  np.testing.assert_allclose(loss, expected, rtol=1e-4)
+
+
 def test_resume_with_a_filled_memory_is_exact(tmp_path):
   """Checkpoint with a non-empty memory, restore, continue == straight."""
   batches = _batches(4)
