@@ -22,6 +22,11 @@ from losses._margin_softmax import (
   cosface_loss,
   normalized_softmax_cross_entropy,
 )
+from losses._miners import (
+  mine_multi_similarity_pairs,
+  mine_pairs_by_margin,
+  mine_triplets,
+)
 from losses._pair_based import (
   angular_loss,
   contrastive_loss,
@@ -70,6 +75,9 @@ __all__ = [
   'l2_normalize',
   'lifted_structure_loss',
   'map_row_blocks',
+  'mine_multi_similarity_pairs',
+  'mine_pairs_by_margin',
+  'mine_triplets',
   'multi_similarity_loss',
   'n_pairs_loss',
   'normalized_softmax_cross_entropy',
