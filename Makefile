@@ -71,6 +71,7 @@ bench-pml: $(PML_STAMP)
 .PHONY: bench-pretrained
 bench-pretrained: $(PML_STAMP)
 	$(PML_PY) -m benchmarks.pretrained_parity
+	$(PML_PY) -m benchmarks.iresnet_parity
 
 # The tests that need TensorFlow (TFDS's coco builder; marked `tensorflow`,
 # they skip in .venv) run in their own venv: .venv's extras plus coco (every
