@@ -73,7 +73,7 @@ class Transform:
       image_shape=tuple(image_shape),
       kind=spec.augmentation,
       channels=channels,
-      decode_size=image_size if spec.origin == 'folder' else None,
+      decode_size=image_size if spec.origin in ('folder', 'reid') else None,
       normalization=augment.check_normalization(normalization),
     )
 

@@ -19,6 +19,12 @@ Kinds (``DataSetSpec.augmentation``):
   without augmentation) resizes the central 87.5% square, the classic
   resize-to-256 / center-crop-224 ratio. Crop and resize are one PIL
   ``resize(box=...)`` call per image; the flip is vectorised.
+* ``'reid'``: person re-identification, images stored at their final
+  size (256 x 128): zero-pad 10 pixels and crop back, flip with
+  probability 1/2, then random erasing (Zhong et al. 2020): with
+  probability 0.5 a rectangle of 2%..40% of the image with aspect ratio
+  in [0.3, 1 / 0.3] is filled with the ImageNet mean. Vectorised over the
+  batch.
 
 Output values are ``pixel / max_pixel_value`` in [0, 1]; `normalize` then
 scales them as a pretrained backbone expects (``config.input.normalization``).
@@ -28,8 +34,25 @@ import math
 
 import numpy as np
 
-KINDS = ('none', 'crop_flip', 'inception_crop')
+KINDS = ('none', 'crop_flip', 'inception_crop', 'reid')
 CROP_PADDING = 4
+# The strong re-id baseline's training transform (Luo et al. 2019, "Bag of
+# Tricks and A Strong Baseline for Deep Person Re-identification"; its code
+# github.com/michuanhaohao/reid-strong-baseline, data/transforms/build.py:
+# RandomHorizontalFlip(0.5), Pad(10) + RandomCrop, RandomErasing).
+REID_PADDING = 10
+# Random erasing (Zhong et al. 2020, "Random Erasing Data Augmentation",
+# AAAI; the values of its re-id experiments and of its code's RandomErasing
+# defaults, which the baseline above uses): erase with probability 0.5 a
+# rectangle of area 0.02..0.4 of the image and aspect ratio (height /
+# width) uniform in [0.3, 1 / 0.3], the first of up to 100 candidates that
+# fits. The fill: the ImageNet mean, which `normalize` with 'imagenet' maps
+# to 0 (the baseline's code fills the already normalised tensor with the
+# mean's values instead, a small shift it does not discuss).
+ERASE_PROBABILITY = 0.5
+ERASE_AREA = (0.02, 0.4)
+ERASE_MIN_ASPECT = 0.3
+_ERASE_ATTEMPTS = 100
 CENTER_CROP_FRACTION = 0.875
 _MIN_AREA, _MAX_AREA = 0.08, 1.0
 _LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
@@ -54,6 +77,9 @@ def num_draws(kind: str) -> int:
     return 3  # dy, dx, flip.
   if kind == 'inception_crop':
     return 4 * _CROP_ATTEMPTS + 1  # (area, ratio, x, y) per try, flip.
+  if kind == 'reid':
+    # dy, dx, flip, erase?, then (area, aspect, y, x) per erasing try.
+    return 4 + 4 * _ERASE_ATTEMPTS
   return 0
 
 
@@ -125,10 +151,12 @@ def _flip(batch: np.ndarray, flips: np.ndarray) -> np.ndarray:
   return np.where(flips[:, None, None, None], batch[:, :, ::-1], batch)
 
 
-def _pad_crop(batch: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-  """Zero-pads `batch` ``[b, H, W, C]`` and crops each image at (dy, dx)."""
+def _pad_crop(
+  batch: np.ndarray, dy: np.ndarray, dx: np.ndarray, pad: int = CROP_PADDING
+) -> np.ndarray:
+  """Zero-pads `batch` ``[b, H, W, C]`` by `pad` and crops each image at
+  (dy, dx)."""
   b, height, width, _ = batch.shape
-  pad = CROP_PADDING
   padded = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   # Every window as a view [b, 2 pad + 1, 2 pad + 1, C, H, W]; one gather
   # picks each image's (17x faster than indexing pixel by pixel).
@@ -136,6 +164,52 @@ def _pad_crop(batch: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
     padded, (height, width), axis=(1, 2)
   )
   return np.moveaxis(windows[np.arange(b), dy, dx], 1, -1)
+
+
+def _erase(batch: np.ndarray, draws: np.ndarray) -> np.ndarray:
+  """Random erasing of float `batch` ``[b, H, W, C]`` in [0, 1].
+
+  Args:
+    batch: the images.
+    draws: ``[b, 1 + 4 * attempts]`` uniforms: erase when the first is
+      below `ERASE_PROBABILITY`, then (area, aspect, y, x) per try.
+
+  Returns:
+    The batch with each erased image's rectangle set to the ImageNet mean
+    (its average for grey images).
+  """
+  b, height, width, channels = batch.shape
+  tries = draws[:, 1:].reshape(b, _ERASE_ATTEMPTS, 4)
+  low, high = ERASE_AREA
+  area = height * width * (low + (high - low) * tries[..., 0])
+  aspect = (
+    ERASE_MIN_ASPECT
+    + (1 / ERASE_MIN_ASPECT - ERASE_MIN_ASPECT) * (tries[..., 1])
+  )
+  # Zhong et al.'s code: h = round(sqrt(area * aspect)), w likewise, kept
+  # when h < H and w < W; the corner uniform over the positions that fit.
+  heights = np.rint(np.sqrt(area * aspect)).astype(np.int64)
+  widths = np.rint(np.sqrt(area / aspect)).astype(np.int64)
+  fits = (heights < height) & (widths < width)
+  first = np.argmax(fits, axis=1)
+  rows = np.arange(b)
+  erase = (draws[:, 0] < ERASE_PROBABILITY) & fits[rows, first]
+  h, w = heights[rows, first], widths[rows, first]
+  y0 = np.floor(tries[rows, first, 2] * (height - h + 1)).astype(np.int64)
+  x0 = np.floor(tries[rows, first, 3] * (width - w + 1)).astype(np.int64)
+  ys = np.arange(height)[None, :, None]
+  xs = np.arange(width)[None, None, :]
+  inside = (
+    erase[:, None, None]
+    & (ys >= y0[:, None, None])
+    & (ys < (y0 + h)[:, None, None])
+    & (xs >= x0[:, None, None])
+    & (xs < (x0 + w)[:, None, None])
+  )
+  fill = np.asarray(IMAGENET_MEAN, np.float32)
+  if channels != 3:
+    fill = np.full(channels, fill.mean(), np.float32)
+  return np.where(inside[..., None], fill, batch).astype(np.float32)
 
 
 def make_batch(
@@ -226,8 +300,8 @@ def augment_array(
 
   Args:
     batch: uint8 ``[b, H, W, C]`` images of the output shape.
-    kind: ``'none'`` or ``'crop_flip'`` (``'inception_crop'`` resizes each
-      image: `make_batch`).
+    kind: ``'none'``, ``'crop_flip'`` or ``'reid'`` (``'inception_crop'``
+      resizes each image: `make_batch`).
     max_pixel_value: stored value of white.
     draws: ``[b, num_draws(kind)]`` uniforms, or None (no augmentation).
 
@@ -235,17 +309,22 @@ def augment_array(
     float32 ``[b, H, W, C]`` in [0, 1], batch operations only.
   """
   if kind == 'inception_crop':
-    raise ValueError("augment_array takes 'none' or 'crop_flip' images")
-  if kind == 'crop_flip' and draws is not None:
+    raise ValueError("augment_array takes 'none', 'crop_flip' or 'reid' images")
+  augmented = kind in ('crop_flip', 'reid') and draws is not None
+  if augmented:
     if draws.shape != (len(batch), num_draws(kind)):
       raise ValueError(
         f'draws must have shape {(len(batch), num_draws(kind))}, received '
         f'{draws.shape}'
       )
-    offsets = np.floor(draws[:, :2] * (2 * CROP_PADDING + 1)).astype(int)
-    batch = _pad_crop(batch, offsets[:, 0], offsets[:, 1])
+    pad = CROP_PADDING if kind == 'crop_flip' else REID_PADDING
+    offsets = np.floor(draws[:, :2] * (2 * pad + 1)).astype(int)
+    batch = _pad_crop(batch, offsets[:, 0], offsets[:, 1], pad)
     batch = _flip(batch, draws[:, 2] < 0.5)
-  return batch.astype(np.float32) / np.float32(max_pixel_value)
+  batch = batch.astype(np.float32) / np.float32(max_pixel_value)
+  if augmented and kind == 'reid':
+    batch = _erase(batch, draws[:, 3:])
+  return batch
 
 
 def check_normalization(normalization: str | None) -> str:

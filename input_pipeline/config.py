@@ -13,7 +13,8 @@ def default_input_config() -> ml_collections.ConfigDict:
   # digits, digits_multilabel (embedded, offline); mnist, fashion_mnist,
   # cifar10, cifar100, caltech_birds2011, cars196, stanford_online_products,
   # coco (TFDS catalog: prepare first with `python -m input_pipeline.prepare
-  # --dataset=NAME --data_dir=DIR`, which downloads); image_folder.
+  # --dataset=NAME --data_dir=DIR`, which downloads); image_folder;
+  # reid_folder.
   config.name = 'digits'
   # TFDS data dir. None: $TFDS_DATA_DIR, else ~/tensorflow_datasets. The
   # embedded sets and image folders are prepared here on first use.
@@ -36,13 +37,22 @@ def default_input_config() -> ml_collections.ConfigDict:
   # rest, labels re-based (CUB/Cars: all images of those classes; SOP: its
   # own class-disjoint splits).
   config.class_disjoint = False
-  # Output side for images: required shape for sets whose images differ in
-  # size (CUB, Cars, SOP, COCO; None means 224); resizes fixed-size sets
-  # when set; image folders are stored at this size.
-  config.image_size = ml_collections.config_dict.placeholder(int)
+  # Output size of images: a side (square) or a (height, width) pair, e.g.
+  # --config.input.image_size=256,128 (re-id's people). Required shape for
+  # sets whose images differ in size (CUB, Cars, SOP, COCO; None means 224);
+  # resizes fixed-size sets when set; image folders and re-id folders are
+  # stored at this size.
+  config.image_size = ml_collections.config_dict.placeholder(object)
   # For name='image_folder': ROOT with ROOT/train/<class>/*.png|jpg|jpeg and
   # ROOT/test/<class>/*.
   config.image_folder = ml_collections.config_dict.placeholder(str)
+  # For name='reid_folder': a person re-identification set as distributed
+  # (input_pipeline/datasets/reid_folder.py): its ROOT and its layout,
+  # 'market1501', 'dukemtmc' (Market-1501's layout) or 'msmt17' (list
+  # files). Splits train, query and gallery; config.input.image_size is
+  # required.
+  config.reid_root = ml_collections.config_dict.placeholder(str)
+  config.reid_layout = 'market1501'
   # Pixel scaling after augmentation. None or 'none': pixel / white, in
   # [0, 1]. 'imagenet': what ImageNet-pretrained backbones expect (torchvision,
   # timm): grey images repeated to RGB, then per channel (x - mean) / std

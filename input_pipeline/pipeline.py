@@ -47,7 +47,7 @@ from absl import logging
 from input_pipeline import augment as augment_lib
 from input_pipeline import sampling
 from input_pipeline import sources as sources_lib
-from input_pipeline.datasets import catalog
+from input_pipeline.datasets import catalog, image_folder
 
 SAMPLERS = ('random', 'class_balanced')
 # train_batches is endless; grain needs a length.
@@ -73,6 +73,9 @@ class DatasetInfo:
       class-disjoint).
     test_class_names: names of the test classes (index = re-based label).
     class_disjoint: the class-disjoint protocol is in use.
+    reid: a re-identification set: evaluation ranks the ``'query'`` split
+      against the ``'gallery'`` split (also ``'test'``), whose batches
+      carry camera ids.
   """
 
   name: str
@@ -85,6 +88,7 @@ class DatasetInfo:
   num_test_classes: int = 0
   test_class_names: tuple[str, ...] | None = None
   class_disjoint: bool = False
+  reid: bool = False
 
 
 def _nested(record: dict[str, Any], key: str) -> Any:
@@ -123,6 +127,7 @@ class Dataset:
     prefetch: int,
     normalization: str = 'none',
     in_memory_bytes: int = 0,
+    eval_views: dict[str, sources_lib.SplitView] | None = None,
   ):
     self.info = info
     self.global_batch_size = sampler.batch_size
@@ -132,6 +137,8 @@ class Dataset:
     self.steps_per_epoch = sampler.steps_per_epoch
     self.spec = spec
     self._views = {'train': train_view, 'test': test_view}
+    # Further splits evaluation reads by name (re-id: query, gallery).
+    self._views.update(eval_views or {})
     self._sampler = sampler
     self._seed = seed
     # The transform always runs (it resizes and, for large images, crops);
@@ -176,8 +183,9 @@ class Dataset:
     view: sources_lib.SplitView,
     positions: np.ndarray,
     draws: np.ndarray | None,
-  ) -> tuple[np.ndarray, np.ndarray]:
-    """Images float32 ``[k, H, W, C]`` and labels of examples `positions`."""
+  ) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """Images float32 ``[k, H, W, C]``, labels and records of examples
+    `positions`."""
     records = view.read(positions)
     images = []
     for record in records:
@@ -191,7 +199,7 @@ class Dataset:
       draws=draws,
     )
     batch = augment_lib.normalize(batch, self._normalization)
-    return batch, self._labels(view, positions, records)
+    return batch, self._labels(view, positions, records), records
 
   def _held_train_view(self) -> tuple[np.ndarray, np.ndarray] | None:
     """The training view's uint8 images and labels, decoded once, or None
@@ -255,7 +263,7 @@ class Dataset:
       )[rows]
     held = self._held_train_view()
     if held is None:
-      images, labels = self._examples(self._views['train'], positions, draws)
+      images, labels, _ = self._examples(self._views['train'], positions, draws)
     else:
       images = augment_lib.augment_array(
         held[0][positions],
@@ -304,7 +312,8 @@ class Dataset:
     """One pass over this process's shard of `split`, without augmentation.
 
     Args:
-      split: ``'train'`` (the training view) or ``'test'``.
+      split: ``'train'`` (the training view), ``'test'``, or one of the
+        spec's ``eval_splits`` (re-id: ``'query'``, ``'gallery'``).
       batch_size: rows per batch in this process.
       with_index: add ``'index'``: int32 ``[batch_size]`` position of each
         row in the split's view (-1 on padding).
@@ -312,13 +321,17 @@ class Dataset:
     Returns:
       An iterator of ``{'image': float32 [batch_size, H, W, C], 'label':
       int32 [batch_size] (or [batch_size, num_classes]), 'mask': bool
-      [batch_size]}``; padding rows are zeros with mask False.
+      [batch_size]}``, plus ``'camera'``: int32 ``[batch_size]`` for sets
+      with camera ids (re-id); padding rows are zeros with mask False.
 
     Raises:
       ValueError: for an unknown split or a non-positive batch size.
     """
     if split not in self._views:
-      raise ValueError(f"split must be 'train' or 'test', received {split!r}")
+      raise ValueError(
+        f'split must be {" or ".join(map(repr, self._views))}, received '
+        f'{split!r}'
+      )
     if batch_size <= 0:
       raise ValueError(f'batch_size must be positive, received {batch_size}')
     view = self._views[split]
@@ -332,12 +345,18 @@ class Dataset:
         batch_index * batch_size : (batch_index + 1) * batch_size
       ]
       valid = len(positions)
-      images, labels = self._examples(view, positions, None)
+      images, labels, records = self._examples(view, positions, None)
       image = np.zeros((batch_size, *self.info.image_shape), np.float32)
       label = np.zeros((batch_size, *label_shape), np.int32)
       mask = np.zeros(batch_size, bool)
       image[:valid], label[:valid], mask[:valid] = images, labels, True
       batch = {'image': image, 'label': label, 'mask': mask}
+      if self.spec.camera_key is not None:
+        camera = np.zeros(batch_size, np.int32)
+        camera[:valid] = [
+          _nested(record, self.spec.camera_key) for record in records
+        ]
+        batch['camera'] = camera
       if with_index:
         index = np.full(batch_size, -1, np.int32)
         index[:valid] = positions
@@ -345,6 +364,15 @@ class Dataset:
       return batch
 
     return self._iterate(0, num_batches, make)
+
+  def num_examples(self, split: str) -> int:
+    """Examples in `split` (a name `eval_batches` takes), all processes."""
+    if split not in self._views:
+      raise ValueError(
+        f'split must be {" or ".join(map(repr, self._views))}, received '
+        f'{split!r}'
+      )
+    return len(self._views[split])
 
   def images(
     self, split: str, positions: Sequence[int], batch_size: int
@@ -382,15 +410,14 @@ class Dataset:
     return found
 
 
-def _output_shape(
-  spec: catalog.DataSetSpec, image_size: int | None, normalization: str
-):
+def _output_shape(spec: catalog.DataSetSpec, image_size, normalization: str):
+  sizes = image_folder.image_height_width(image_size)
   if spec.image_shape is None:
-    side = image_size or catalog.DEFAULT_LARGE_IMAGE_SIZE
-    return (side, side, 3)
+    side = catalog.DEFAULT_LARGE_IMAGE_SIZE
+    return (*(sizes or (side, side)), 3)
   height, width, channels = spec.image_shape
-  if image_size is not None:
-    height = width = image_size
+  if sizes is not None:
+    height, width = sizes
   return (
     height,
     width,
@@ -461,10 +488,7 @@ def create_dataset(
       f'set {spec.name!r}'
     )
   image_size = config.get('image_size')
-  if image_size is not None and image_size <= 0:
-    raise ValueError(
-      f'config.input.image_size must be positive or None, received {image_size}'
-    )
+  image_folder.image_height_width(image_size)  # Raises for a bad size.
   normalization = augment_lib.check_normalization(config.get('normalization'))
 
   opened = sources_lib.open_set(config)
@@ -502,6 +526,7 @@ def create_dataset(
     if names
     else None,
     class_disjoint=class_disjoint,
+    reid=spec.origin == 'reid',
   )
   augment = bool(config.get('augment', False))
   if augment and spec.augmentation == 'none':
@@ -537,4 +562,8 @@ def create_dataset(
     prefetch=int(config.get('prefetch', 4)),
     normalization=normalization,
     in_memory_bytes=int(config.get('in_memory_mb', 0)) * 2**20,
+    eval_views={
+      split: sources_lib.whole_split(opened.sources[split])
+      for split in spec.eval_splits
+    },
   )

@@ -35,7 +35,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from common import locks
-from input_pipeline.datasets import catalog, digits, image_folder
+from input_pipeline.datasets import catalog, digits, image_folder, reid_folder
 
 _EMBEDDED_BUILDERS = {
   'digits': digits.Digits,
@@ -268,6 +268,54 @@ def image_folder_dir(
   )
 
 
+def reid_folder_dir(
+  root: str,
+  layout: str,
+  image_size,
+  data_dir: str,
+  *,
+  timeout: float | None = None,
+) -> str:
+  """The prepared copy of a re-id folder, prepared on first use.
+
+  Args:
+    root: the folder as distributed (`reid_folder.list_layout`).
+    layout: ``'market1501'``, ``'dukemtmc'`` or ``'msmt17'``.
+    image_size: the stored side or ``(height, width)``; required.
+    data_dir: the resolved TFDS data dir.
+    timeout: seconds to wait for another preparer; None: `lock_timeout`.
+
+  Returns:
+    The version directory, readable with ``tfds.builder_from_directory``.
+
+  Raises:
+    ValueError: for a bad layout, image size or unreadable image.
+  """
+  listing = reid_folder.list_reid_folder(root, layout)
+  config = reid_folder.make_config(listing, image_size)
+  version_dir = os.path.join(
+    data_dir,
+    reid_folder.BUILDER_NAME,
+    config.name,
+    str(reid_folder.UserReidFolder.VERSION),
+  )
+
+  def build():
+    builder = reid_folder.UserReidFolder(
+      config=config, data_dir=data_dir, file_format=FILE_FORMAT
+    )
+    builder.download_and_prepare(file_format=FILE_FORMAT)
+
+  return prepare_once(
+    version_dir,
+    data_dir,
+    build,
+    origin='folder',
+    purpose=f'preparing re-id folder {listing.root} ({layout})',
+    timeout=timeout,
+  )
+
+
 def download_and_prepare_catalog(
   name: str, data_dir: str, *, timeout: float | None = None
 ) -> str:
@@ -314,7 +362,9 @@ def prepare(
   data_dir: str | None = None,
   *,
   image_folder_root: str | None = None,
-  image_size: int | None = None,
+  image_size=None,
+  reid_root: str | None = None,
+  reid_layout: str = 'market1501',
 ) -> str:
   """Prepares any supported set; catalog sets are downloaded.
 
@@ -322,7 +372,10 @@ def prepare(
     name: a name of `catalog.NAMES`.
     data_dir: TFDS data dir; None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
     image_folder_root: the folder, for ``name='image_folder'``.
-    image_size: for ``name='image_folder'``: the stored image side.
+    image_size: for ``name='image_folder'`` and ``'reid_folder'``: the
+      stored image side or ``(height, width)``.
+    reid_root: the folder, for ``name='reid_folder'``.
+    reid_layout: its layout (`reid_folder.LAYOUTS`).
 
   Returns:
     The prepared version directory.
@@ -341,6 +394,13 @@ def prepare(
         'or --image_folder)'
       )
     return image_folder_dir(image_folder_root, image_size, data_dir)
+  if spec.origin == 'reid':
+    if not reid_root:
+      raise ValueError(
+        "name='reid_folder' needs the folder (config.input.reid_root or "
+        '--reid_root)'
+      )
+    return reid_folder_dir(reid_root, reid_layout, image_size, data_dir)
   return download_and_prepare_catalog(name, data_dir)
 
 
@@ -375,6 +435,20 @@ def prepare_input(config: Any) -> str:
         f'{root!r}'
       )
     return image_folder_dir(root, config.get('image_size'), data_dir)
+  if spec.origin == 'reid':
+    root = config.get('reid_root')
+    if not root:
+      raise ValueError(
+        "config.input.name='reid_folder' needs config.input.reid_root (the "
+        'Market-1501, DukeMTMC-reID or MSMT17 folder), received '
+        f'{root!r}'
+      )
+    return reid_folder_dir(
+      root,
+      config.get('reid_layout', 'market1501'),
+      config.get('image_size'),
+      data_dir,
+    )
   catalog.check_tensorflow(spec)
   try:
     return catalog.check_prepared(spec, data_dir)

@@ -13,6 +13,9 @@ on first use anyway):
   python -m input_pipeline.prepare --dataset=digits --data_dir=/tmp/tfds
   python -m input_pipeline.prepare --dataset=image_folder \
       --image_folder=~/my_images --image_size=64 --data_dir=~/tfds
+  python -m input_pipeline.prepare --dataset=reid_folder \
+      --reid_root=~/Market-1501-v15.09.15 --reid_layout=market1501 \
+      --image_size=256,128 --data_dir=~/tfds
 
 Without --data_dir: $TFDS_DATA_DIR, else ~/tensorflow_datasets.
 """
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from input_pipeline import preparation
-from input_pipeline.datasets import catalog
+from input_pipeline.datasets import catalog, reid_folder
 
 _DATASET = flags.DEFINE_enum(
   'dataset', None, list(catalog.NAMES), 'The data set to prepare.'
@@ -35,8 +38,20 @@ _DATA_DIR = flags.DEFINE_string(
 _IMAGE_FOLDER = flags.DEFINE_string(
   'image_folder', None, 'For --dataset=image_folder: ROOT with train/, test/.'
 )
-_IMAGE_SIZE = flags.DEFINE_integer(
-  'image_size', None, 'For --dataset=image_folder: stored image side.'
+_IMAGE_SIZE = flags.DEFINE_list(
+  'image_size',
+  None,
+  'For --dataset=image_folder or reid_folder: stored image side, or '
+  'HEIGHT,WIDTH.',
+)
+_REID_ROOT = flags.DEFINE_string(
+  'reid_root', None, 'For --dataset=reid_folder: the folder as distributed.'
+)
+_REID_LAYOUT = flags.DEFINE_enum(
+  'reid_layout',
+  'market1501',
+  list(reid_folder.LAYOUTS),
+  'For --dataset=reid_folder: its layout.',
 )
 flags.mark_flag_as_required('dataset')
 
@@ -44,11 +59,14 @@ flags.mark_flag_as_required('dataset')
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  sizes = tuple(int(side) for side in _IMAGE_SIZE.value or ())
   path = preparation.prepare(
     _DATASET.value,
     _DATA_DIR.value,
     image_folder_root=_IMAGE_FOLDER.value,
-    image_size=_IMAGE_SIZE.value,
+    image_size=sizes[0] if len(sizes) == 1 else (sizes or None),
+    reid_root=_REID_ROOT.value,
+    reid_layout=_REID_LAYOUT.value,
   )
   print(f'{_DATASET.value} is prepared in {path}')
 

@@ -92,16 +92,17 @@ def _class_names(features: Any, spec: catalog.DataSetSpec):
 def open_set(config: Any) -> OpenedSet:
   """Opens the configured set's train and test splits.
 
-  Embedded sets and image folders are prepared on first use; catalog sets
-  must already be prepared (or `config.download` set). Safe when several
-  processes open a set at once (`preparation.prepare_once`).
+  Embedded sets, image folders and re-id folders are prepared on first
+  use; catalog sets must already be prepared (or `config.download` set).
+  Safe when several processes open a set at once
+  (`preparation.prepare_once`).
 
   Args:
     config: the input config (``name``, ``data_dir``, ``download``,
-      ``image_folder``, ``image_size``).
+      ``image_folder``, ``reid_root``, ``reid_layout``, ``image_size``).
 
   Returns:
-    The opened set.
+    The opened set (its sources: the spec's splits and eval_splits).
 
   Raises:
     ValueError: for an unknown name or a bad image folder.
@@ -109,7 +110,7 @@ def open_set(config: Any) -> OpenedSet:
   """
   spec = catalog.get_spec(config.name)
   data_dir = catalog.resolve_data_dir(config.get('data_dir'))
-  splits = spec.splits
+  splits = tuple(dict.fromkeys(spec.splits + spec.eval_splits))
   # In a multi-process run, process 0 prepares before the others look.
   version_dir = preparation.process_0_first(
     lambda: preparation.prepare_input(config), spec.name
@@ -120,20 +121,28 @@ def open_set(config: Any) -> OpenedSet:
     raw = {
       s: builder.as_data_source(s, deserialize_method=_RAW) for s in splits
     }
-  elif spec.origin == 'folder':
+  elif spec.origin in ('folder', 'reid'):
     builder = tfds.builder_from_directory(version_dir)
     sources = {s: builder.as_data_source(s) for s in splits}
     raw = {
       s: builder.as_data_source(s, deserialize_method=_RAW) for s in splits
     }
     shape = tuple(builder.info.features['image'].shape)
-    num_classes = builder.info.features['label'].num_classes
-    spec = dataclasses.replace(
-      spec,
-      num_classes=num_classes,
-      image_shape=shape,
-      augmentation='crop_flip' if max(shape[:2]) <= 64 else 'inception_crop',
-    )
+    if spec.origin == 'reid':
+      # Training identities are the classes; the spec keeps 'reid'.
+      spec = dataclasses.replace(
+        spec,
+        num_classes=int(builder.info.metadata['num_identities']),
+        image_shape=shape,
+      )
+    else:
+      num_classes = builder.info.features['label'].num_classes
+      spec = dataclasses.replace(
+        spec,
+        num_classes=num_classes,
+        image_shape=shape,
+        augmentation='crop_flip' if max(shape[:2]) <= 64 else 'inception_crop',
+      )
   else:
 
     def source(split, **kwargs):

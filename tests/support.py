@@ -214,6 +214,50 @@ def write_image_folder(
   return written
 
 
+# A Market-1501-style folder (tests of re-id): training identities 2, 7,
+# 9, 11 (classes 0..3) from cameras 1 and 2; query identities 1 and 3
+# (camera 1); gallery images of both from both cameras, a distractor
+# (0000) and a junk image (-1), which the listing drops.
+MARKET_TRAIN_IDS = (2, 7, 9, 11)
+MARKET_TEST_IDS = (1, 3)
+
+
+def write_market1501(root, *, train_per_camera=2, size=(20, 10), seed=0):
+  """Writes ROOT/{bounding_box_train,query,bounding_box_test}/ JPEGs named
+  as Market-1501's (``0002_c1s1_000451_03.jpg``); each identity's images
+  share a colour, so a model can learn them.
+
+  Returns:
+    ``{folder: [file names]}`` of what was written.
+  """
+  rng = np.random.default_rng(seed)
+  colours = {pid: rng.integers(0, 256, 3) for pid in range(12)}
+  written = {}
+
+  def image(folder, pid, camera, frame):
+    name = f'{pid:04d}_c{camera}s1_{frame:06d}_01.jpg'
+    os.makedirs(os.path.join(root, folder), exist_ok=True)
+    base = colours.get(pid, np.zeros(3))
+    pixels = base + rng.normal(0, 20, (*size, 3))
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+      os.path.join(root, folder, name)
+    )
+    written.setdefault(folder, []).append(name)
+
+  for pid in MARKET_TRAIN_IDS:
+    for camera in (1, 2):
+      for frame in range(train_per_camera):
+        image('bounding_box_train', pid, camera, frame)
+  for pid in MARKET_TEST_IDS:
+    image('query', pid, 1, 100)
+    for camera in (1, 2):
+      image('bounding_box_test', pid, camera, 200)
+  image('bounding_box_test', 0, 1, 151)
+  image('bounding_box_train', -1, 1, 1)
+  image('bounding_box_test', -1, 2, 401)
+  return written
+
+
 def mark_prepared(name, data_dir):
   """Writes the dataset_info.json that marks `name` as prepared.
 

@@ -42,8 +42,11 @@ class DataSetSpec:
     name: the name in ``config.input.name``.
     tfds_name: the TFDS builder name (with config, e.g. ``'coco/2017'``).
     origin: ``'embedded'`` (prepared offline from sklearn), ``'catalog'``
-      (TFDS catalog, prepared by the prepare CLI) or ``'folder'``.
+      (TFDS catalog, prepared by the prepare CLI), ``'folder'`` (the
+      user's image folder) or ``'reid'`` (a re-id set as distributed).
     splits: TFDS split names for our ``'train'`` and ``'test'``.
+    eval_splits: further TFDS splits that evaluation reads by name (re-id:
+      ``'query'`` and ``'gallery'``, evaluated one against the other).
     label_key: the record's label feature; ``'a/b'`` is ``record['a']['b']``.
     label_format: ``'class_id'`` (an integer), ``'multi_hot'`` (a 0/1
       vector) or ``'class_list'`` (the ids of the objects shown, any length).
@@ -51,8 +54,10 @@ class DataSetSpec:
     num_classes: classes (labels for multi-label sets).
     max_pixel_value: the stored value meaning white (255, or 16 for digits).
     image_shape: the stored ``(H, W, C)``; None when sizes vary.
-    augmentation: ``'none'``, ``'crop_flip'`` (4-pixel pad, crop, flip) or
-      ``'inception_crop'`` (random resized crop + flip).
+    augmentation: ``'none'``, ``'crop_flip'`` (4-pixel pad, crop, flip),
+      ``'inception_crop'`` (random resized crop + flip) or ``'reid'``
+      (flip, 10-pixel pad and crop, random erasing).
+    camera_key: the record's camera id feature (re-id sets), or None.
     disjoint_pool: ``'same_split'``, ``'all_splits'``, or None where the
       class-disjoint protocol does not apply (multi-label sets).
     disjoint_boundary: the first test class; None means num_classes // 2.
@@ -64,6 +69,7 @@ class DataSetSpec:
   tfds_name: str
   origin: str
   splits: tuple[str, str] = ('train', 'test')
+  eval_splits: tuple[str, ...] = ()
   label_key: str = 'label'
   label_format: str = 'class_id'
   multilabel: bool = False
@@ -71,6 +77,7 @@ class DataSetSpec:
   max_pixel_value: int = 255
   image_shape: tuple[int, int, int] | None = None
   augmentation: str = 'none'
+  camera_key: str | None = None
   disjoint_pool: str | None = 'same_split'
   disjoint_boundary: int | None = None
   needs_tensorflow: bool = False
@@ -182,6 +189,18 @@ SPECS = {
       name='image_folder',
       tfds_name='user_image_folder',
       origin='folder',
+    ),
+    DataSetSpec(
+      name='reid_folder',
+      tfds_name='user_reid_folder',
+      origin='reid',
+      # The gallery is also the 'test' split (what train/test code reads).
+      splits=('train', 'gallery'),
+      eval_splits=('query', 'gallery'),
+      augmentation='reid',
+      camera_key='camera',
+      # Query and gallery identities are already disjoint from training's.
+      disjoint_pool=None,
     ),
   )
 }

@@ -10,9 +10,10 @@ skipped with a warning)::
 Class names are the sorted union of the class folder names of both splits,
 and class ids are their positions in that list. Images are decoded with PIL;
 grey images (modes 1, L, I, I;16, F) stay one-channel when every image of the
-folder is grey, anything else is converted to RGB. With ``image_size`` every
-image is resized (bilinear, aspect ratio not kept) to
-``image_size x image_size``; without it all images must share one size.
+folder is grey, anything else is converted to RGB. With ``image_size`` (a
+side, or a ``(height, width)`` pair) every image is resized (bilinear,
+aspect ratio not kept) to that size; without it all images must share one
+size.
 
 The prepared copy lives in
 ``DATA_DIR/user_image_folder/<folder name>_<fingerprint>/1.0.0``. The
@@ -35,6 +36,8 @@ BUILDER_NAME = 'user_image_folder'
 SPLITS = ('train', 'test')
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 _GREY_MODES = ('1', 'L', 'I', 'I;16', 'F')
+# config.input.image_size: a side, a (height, width) pair, or None.
+ImageSize = int | tuple[int, int] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,11 +130,54 @@ def list_folder(root: str) -> FolderListing:
   )
 
 
-def config_name(listing: FolderListing, image_size: int | None) -> str:
+def image_height_width(image_size: ImageSize) -> tuple[int, int] | None:
+  """``(height, width)`` of ``config.input.image_size``, or None.
+
+  Args:
+    image_size: None, a side (a square), or a ``(height, width)`` pair
+      (re-id's 256 x 128 people).
+
+  Raises:
+    ValueError: for anything else, or a size that is not positive.
+  """
+  if image_size is None:
+    return None
+  if isinstance(image_size, (int, np.integer)) and not isinstance(
+    image_size, bool
+  ):
+    sizes = (int(image_size), int(image_size))
+  elif (
+    isinstance(image_size, (tuple, list))
+    and len(image_size) == 2
+    and all(
+      isinstance(side, (int, np.integer)) and not isinstance(side, bool)
+      for side in image_size
+    )
+  ):
+    sizes = (int(image_size[0]), int(image_size[1]))
+  else:
+    sizes = (0, 0)
+  if min(sizes) <= 0:
+    raise ValueError(
+      'config.input.image_size must be None, a positive side or a (height, '
+      f'width) pair of positive ints, received {image_size!r}'
+    )
+  return sizes
+
+
+def size_key(image_size: ImageSize) -> str:
+  """The image size as a stable string (a side as before, pairs HxW)."""
+  sizes = image_height_width(image_size)
+  if sizes is None or isinstance(image_size, (int, np.integer)):
+    return str(image_size)
+  return f'{sizes[0]}x{sizes[1]}'
+
+
+def config_name(listing: FolderListing, image_size: ImageSize) -> str:
   """The builder config name: the folder's name and a content hash."""
   slug = re.sub(r'[^A-Za-z0-9]+', '_', os.path.basename(listing.root))
   digest = hashlib.sha256(
-    f'{listing.fingerprint}\0{image_size}'.encode()
+    f'{listing.fingerprint}\0{size_key(image_size)}'.encode()
   ).hexdigest()
   return f'{slug.strip("_") or "folder"}_{digest[:16]}'
 
@@ -151,16 +197,16 @@ def _open_image(path: str):
   return image
 
 
-def decode_image(
-  path: str, channels: int, image_size: int | None
-) -> np.ndarray:
-  """The image at `path` as uint8 ``[H, W, channels]``."""
+def decode_image(path: str, channels: int, image_size: ImageSize) -> np.ndarray:
+  """The image at `path` as uint8 ``[H, W, channels]``, resized to
+  `image_size` (a side or ``(height, width)``) unless None."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   image = _open_image(path)
   image = image.convert('L' if channels == 1 else 'RGB')
-  if image_size is not None:
-    image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+  sizes = image_height_width(image_size)
+  if sizes is not None:
+    image = image.resize((sizes[1], sizes[0]), Image.Resampling.BILINEAR)
   array = np.asarray(image, dtype=np.uint8)
   return array.reshape(array.shape[0], array.shape[1], channels)
 
@@ -171,12 +217,13 @@ class ImageFolderConfig(tfds.core.BuilderConfig):
 
   Attributes:
     listing: the folder's files and class names.
-    image_size: resize side, or None to keep the (common) original size.
+    image_size: resize side or ``(height, width)``, or None to keep the
+      (common) original size.
     image_shape: the stored ``(H, W, C)``.
   """
 
   listing: FolderListing | None = None
-  image_size: int | None = None
+  image_size: ImageSize = None
   image_shape: tuple[int, int, int] = (0, 0, 0)
 
   def __repr__(self) -> str:
@@ -184,7 +231,7 @@ class ImageFolderConfig(tfds.core.BuilderConfig):
     return f'ImageFolderConfig({self.name!r}, image_shape={self.image_shape})'
 
 
-def make_config(root: str, image_size: int | None) -> ImageFolderConfig:
+def make_config(root: str, image_size: ImageSize) -> ImageFolderConfig:
   """Scans the folder and fixes the stored image shape.
 
   Every image's header is read (not its pixels) to find the channel count
@@ -192,7 +239,7 @@ def make_config(root: str, image_size: int | None) -> ImageFolderConfig:
 
   Args:
     root: the folder holding ``train/`` and ``test/``.
-    image_size: resize side, or None.
+    image_size: resize side or ``(height, width)``, or None.
 
   Returns:
     The builder config.
@@ -201,8 +248,7 @@ def make_config(root: str, image_size: int | None) -> ImageFolderConfig:
     ValueError: for a bad layout, an unreadable image (naming its path), a
       non-positive image_size, or differing image sizes without image_size.
   """
-  if image_size is not None and image_size <= 0:
-    raise ValueError(f'image_size must be positive, received {image_size}')
+  sizes = image_height_width(image_size)
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   listing = list_folder(root)
@@ -227,10 +273,10 @@ def make_config(root: str, image_size: int | None) -> ImageFolderConfig:
           f'{size[1]}); set config.input.image_size to resize them'
         )
   channels = 1 if all_grey else 3
-  if image_size is None:
+  if sizes is None:
     image_shape = (first_size[1], first_size[0], channels)
   else:
-    image_shape = (image_size, image_size, channels)
+    image_shape = (*sizes, channels)
   return ImageFolderConfig(
     name=config_name(listing, image_size),
     description=f'Images of {listing.root}',

@@ -140,3 +140,76 @@ def test_make_batch_errors():
     augment.make_batch(
       [image], kind='none', out_shape=(4, 4, 1), max_pixel_value=255, draws=None
     )
+
+
+def _reference_reid(image, draws):
+  """Zero-pad 10, crop, mirror, then Zhong et al.'s random erasing loop
+  (their RandomErasing.__call__), one image in [0, 1]."""
+  height, width, channels = image.shape
+  out = np.zeros_like(image)
+  dy, dx = np.floor(draws[:2] * 21).astype(int)
+  for i in range(height):
+    for j in range(width):
+      src_i, src_j = i + dy - 10, j + dx - 10
+      if 0 <= src_i < height and 0 <= src_j < width:
+        out[i, j] = image[src_i, src_j]
+  if draws[2] < 0.5:
+    out = out[:, ::-1]
+  out = out.astype(np.float32) / np.float32(255)
+  if draws[3] >= 0.5:
+    return out
+  for attempt in range(100):
+    area_u, aspect_u, y_u, x_u = draws[4 + 4 * attempt : 8 + 4 * attempt]
+    target_area = (0.02 + 0.38 * area_u) * height * width
+    aspect = 0.3 + (1 / 0.3 - 0.3) * aspect_u
+    h = int(round(np.sqrt(target_area * aspect)))
+    w = int(round(np.sqrt(target_area / aspect)))
+    if w < width and h < height:
+      y0 = int(np.floor(y_u * (height - h + 1)))
+      x0 = int(np.floor(x_u * (width - w + 1)))
+      out[y0 : y0 + h, x0 : x0 + w] = augment.IMAGENET_MEAN
+      return out
+  return out
+
+
+def test_reid_matches_reference():
+  rng = np.random.default_rng(3)
+  images = rng.integers(0, 256, (12, 24, 12, 3), dtype=np.uint8)
+  draws = rng.random((12, augment.num_draws('reid')))
+  draws[:6, 3] = 0.2  # Half the rows erased, half not.
+  draws[6:, 3] = 0.7
+  draws[0, :2], draws[1, :2] = 0.0, 0.9999  # Extreme offsets 0 and 20.
+  batch = augment.augment_array(
+    images, kind='reid', max_pixel_value=255, draws=draws
+  )
+  assert batch.dtype == np.float32 and batch.shape == images.shape
+  for row in range(len(images)):
+    np.testing.assert_allclose(
+      batch[row], _reference_reid(images[row], draws[row]), atol=1e-7
+    )
+  # The same through make_batch (records of another size are resized).
+  np.testing.assert_array_equal(
+    augment.make_batch(
+      list(images),
+      kind='reid',
+      out_shape=(24, 12, 3),
+      max_pixel_value=255,
+      draws=draws,
+    ),
+    batch,
+  )
+
+
+def test_reid_erasing_statistics():
+  # About half the images erased, each over 2%..40% of its area.
+  rng = np.random.default_rng(4)
+  images = np.full((400, 32, 16, 3), 255, np.uint8)
+  draws = rng.random((400, augment.num_draws('reid')))
+  draws[:, :2] = 0.5  # No shift: only erased pixels differ from white.
+  batch = augment.augment_array(
+    images, kind='reid', max_pixel_value=255, draws=draws
+  )
+  erased = np.all(batch < 1, axis=-1).mean(axis=(1, 2))
+  assert 0.4 < np.mean(erased > 0) < 0.6
+  fractions = erased[erased > 0]
+  assert fractions.min() >= 0.015 and fractions.max() <= 0.45

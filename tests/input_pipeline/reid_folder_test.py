@@ -2,9 +2,14 @@
 
 import os
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from input_pipeline.datasets import reid_folder
+import input_pipeline
+from input_pipeline import preparation
+from input_pipeline.datasets import image_folder, reid_folder
+from tests import support
 
 
 def _touch(path):
@@ -87,3 +92,108 @@ def test_msmt17_lists(tmp_path):
   (tmp_path / 'list_query.txt').write_text('just-a-path.jpg\n')
   with pytest.raises(ValueError, match='list_query.txt:1'):
     reid_folder.list_msmt17(str(tmp_path))
+
+
+def _reid_config(root, data_dir, **overrides):
+  settings = {
+    'name': 'reid_folder',
+    'reid_root': str(root),
+    'data_dir': str(data_dir),
+    'image_size': (16, 8),
+    'batch_size': 8,
+    'sampler': 'class_balanced',
+    'samples_per_class': 4,
+  }
+  return support.make_input_config(**{**settings, **overrides})
+
+
+def test_prepared_market1501_through_the_pipeline(tmp_path):
+  root = tmp_path / 'market'
+  support.write_market1501(str(root))
+  config = _reid_config(root, tmp_path / 'tfds', augment=True)
+  dataset = input_pipeline.create_dataset(
+    config, seed=0, process_index=0, process_count=1
+  )
+  info = dataset.info
+  # 4 training identities are the classes; the gallery is the test split.
+  assert info.reid and info.num_classes == 4
+  assert info.image_shape == (16, 8, 3)
+  assert (info.num_train_examples, info.num_test_examples) == (16, 5)
+  assert dataset.num_examples('query') == 2
+  # Identity-balanced batches: 2 identities x 4 images.
+  batch = dataset.train_batch(0)
+  assert batch['image'].shape == (8, 16, 8, 3)
+  assert sorted(np.bincount(batch['label'], minlength=4)) == [0, 0, 4, 4]
+
+  def split(name):
+    rows = [b for b in dataset.eval_batches(name, 4)]
+    mask = np.concatenate([b['mask'] for b in rows])
+    return (
+      np.concatenate([b['label'] for b in rows])[mask],
+      np.concatenate([b['camera'] for b in rows])[mask],
+    )
+
+  # Listing order (by file name); junk dropped, the distractor kept;
+  # cameras from 0; query and gallery identities as distributed.
+  np.testing.assert_array_equal(split('query'), [[1, 3], [0, 0]])
+  gallery = [[0, 1, 1, 3, 3], [0, 0, 1, 0, 1]]
+  np.testing.assert_array_equal(split('gallery'), gallery)
+  np.testing.assert_array_equal(split('test'), gallery)
+  with pytest.raises(ValueError, match="'query' or 'gallery'"):
+    next(dataset.eval_batches('val', 4))
+
+
+def test_prepared_records_are_resized_images(tmp_path):
+  root = tmp_path / 'market'
+  support.write_market1501(str(root), size=(30, 14))
+  data_dir = str(tmp_path / 'tfds')
+  version_dir = preparation.reid_folder_dir(
+    str(root), 'market1501', (16, 8), data_dir
+  )
+  # Prepared once: the same folder at the same size is found again.
+  assert (
+    preparation.prepare(
+      'reid_folder', data_dir, reid_root=str(root), image_size=(16, 8)
+    )
+    == version_dir
+  )
+  config = _reid_config(root, data_dir, normalization=None)
+  dataset = input_pipeline.create_dataset(
+    config, seed=0, process_index=0, process_count=1
+  )
+  first = next(dataset.eval_batches('query', 2))['image'][0]
+  path = root / 'query' / '0001_c1s1_000100_01.jpg'
+  expected = np.asarray(
+    Image.open(path).convert('RGB').resize((8, 16), Image.Resampling.BILINEAR)
+  )
+  np.testing.assert_array_equal(first, expected / np.float32(255))
+
+
+def test_reid_folder_needs_its_settings(tmp_path):
+  root = tmp_path / 'market'
+  support.write_market1501(str(root))
+  with pytest.raises(ValueError, match='reid_root'):
+    input_pipeline.create_dataset(
+      _reid_config(root, tmp_path / 'tfds', reid_root=None), seed=0
+    )
+  with pytest.raises(ValueError, match='image_size'):
+    input_pipeline.create_dataset(
+      _reid_config(root, tmp_path / 'tfds', image_size=None), seed=0
+    )
+  with pytest.raises(ValueError, match='reid_layout'):
+    input_pipeline.create_dataset(
+      _reid_config(root, tmp_path / 'tfds', reid_layout='cuhk03'), seed=0
+    )
+
+
+def test_image_size_as_height_and_width():
+  assert image_folder.image_height_width(None) is None
+  assert image_folder.image_height_width(64) == (64, 64)
+  assert image_folder.image_height_width((256, 128)) == (256, 128)
+  assert image_folder.image_height_width([256, 128]) == (256, 128)
+  for bad in (0, (256,), (256, 0), 'big', (1.5, 2)):
+    with pytest.raises(ValueError, match='config.input.image_size'):
+      image_folder.image_height_width(bad)
+  # A side keeps the key existing prepared folders were named with.
+  assert image_folder.size_key(64) == '64'
+  assert image_folder.size_key((256, 128)) == '256x128'
