@@ -6,7 +6,9 @@ to the run: accuracy (top-1, and top-5 beyond 5 classes) where a classifier
 exists, k-nearest-neighbour accuracy at the end, feature-space compactness
 and separability, the objective's own extra metrics, retrieval and
 clustering for single-label data, mAP and precision/recall/F1 (at a
-threshold and for each example's top 3 labels) for multi-label data.
+threshold and for each example's top 3 labels) for multi-label data, and
+for re-identification sets the query split ranked against the gallery
+split (``reid/cmc@K``, ``reid/map``, ``reid/minp``) instead.
 """
 
 import functools
@@ -32,6 +34,12 @@ TOP_K_ACCURACY = 5
 # cosine (the final evaluation's "classifier on the learned features"):
 # the nearest neighbour and a 10-vote majority.
 KNN_KS = (1, 10)
+# Re-identification: the CMC ranks reported (the re-id papers' tables give
+# rank-1, -5 and -10), and the distance. Cosine ranks as the Bag-of-Tricks
+# baseline's evaluation with its normalised features (Euclidean distance
+# of unit vectors) and as Circle loss's cosine similarities.
+REID_RANKS = (1, 5, 10)
+REID_METRIC = 'cosine'
 
 
 def collect(eval_step, state, dataset, split: str, batch_size: int):
@@ -39,13 +47,15 @@ def collect(eval_step, state, dataset, split: str, batch_size: int):
 
   Returns:
     A dict of numpy arrays (``embeddings``, ``label`` and, where the
-    objective has them, ``scores``) over all examples of the split, padding
-    removed.
+    objective has them, ``scores``; ``camera`` for re-id sets) over all
+    examples of the split, padding removed.
   """
   parts: dict[str, list[np.ndarray]] = {}
   for batch in dataset.eval_batches(split, batch_size):
     outputs = eval_step(state, _model_inputs(batch))
     outputs['label'] = batch['label']
+    if 'camera' in batch:
+      outputs['camera'] = batch['camera']
     mask = batch['mask']
     for key, value in outputs.items():
       parts.setdefault(key, []).append(np.asarray(value)[mask])
@@ -71,6 +81,26 @@ def collect(eval_step, state, dataset, split: str, batch_size: int):
 
 def _model_inputs(batch):
   return {'image': batch['image']}
+
+
+def evaluate_reid(state, *, eval_step, dataset, config) -> dict[str, Any]:
+  """Query-against-gallery re-identification metrics
+  (`evaluation.reid_metrics`, Market-1501 protocol), as ``reid/<metric>``."""
+  query = collect(eval_step, state, dataset, 'query', config.eval_batch_size)
+  gallery = collect(
+    eval_step, state, dataset, 'gallery', config.eval_batch_size
+  )
+  metrics = evaluation.reid_metrics(
+    query['embeddings'],
+    query['label'],
+    query['camera'],
+    gallery['embeddings'],
+    gallery['label'],
+    gallery['camera'],
+    ranks=REID_RANKS,
+    metric=REID_METRIC,
+  )
+  return {f'reid/{key}': value for key, value in metrics.items()}
 
 
 def evaluator(run, eval_step):
@@ -115,6 +145,12 @@ def evaluate(
   Returns:
     A flat dict of metric name -> float (and per-class lists).
   """
+  if dataset.info.reid:
+    # Re-id sets have no test split of known classes: their metrics are
+    # the query split's ranking of the gallery, and nothing else applies.
+    return evaluate_reid(
+      state, eval_step=eval_step, dataset=dataset, config=config
+    )
   test = collect(eval_step, state, dataset, 'test', config.eval_batch_size)
   results: dict[str, Any] = {}
   # Face verification sets (config.verification): verify/<set>/<metric>,
@@ -231,6 +267,9 @@ def summary(results: dict[str, Any]) -> str:
     'map',
     'cf1',
     'of1',
+    'reid/cmc@1',
+    'reid/map',
+    'reid/minp',
   )
   return ' | '.join(
     f'{key} {results[key]:.4f}' for key in keys if key in results
