@@ -45,9 +45,10 @@ def define_flags() -> None:
   flags.DEFINE_enum(
     'split',
     None,
-    ['train', 'test'],
+    ['train', 'test', 'query', 'gallery'],
     "A split of the model's own data set instead of --images (test: the "
-    'held-out classes of a class-disjoint run).',
+    'held-out classes of a class-disjoint run; query, gallery: re-id sets, '
+    'whose file keeps camera ids).',
   )
   flags.DEFINE_string('output', None, 'The embeddings file to write (.npz).')
   flags.DEFINE_integer(

@@ -153,18 +153,19 @@ def embed_split(
   Args:
     model: the trained model.
     split: ``'test'`` (under the class-disjoint protocol: the held-out
-      classes) or ``'train'``.
+      classes) or ``'train'``; for re-id sets also ``'query'`` and
+      ``'gallery'``.
     batch_size: images per step; default ``config.eval_batch_size``.
     progress: show a progress bar.
 
   Returns:
     The embeddings with the examples' positions in the split and, for
     single-label data, their labels and class names (multi-label targets
-    are not stored).
+    are not stored); for re-id sets their camera ids.
   """
   info = model.dataset.info
   size = _batch_size(model, batch_size)
-  total = info.num_test_examples if split == 'test' else info.num_train_examples
+  total = model.dataset.num_examples(split)
   batches = model.dataset.eval_batches(split, size, with_index=True)
   embeddings, extras = _embed_batches(
     model, batches, total, progress=progress, description=f'embed {split}'
@@ -173,7 +174,12 @@ def embed_split(
   if not info.multilabel:
     labels = np.concatenate([extra['label'] for extra in extras])
     labels = labels.astype(np.int64)
-    class_names = info.test_class_names if split == 'test' else info.class_names
+    class_names = {'test': info.test_class_names, 'train': info.class_names}
+    class_names = class_names.get(split)
+  cameras = None
+  if extras and 'camera' in extras[0]:
+    cameras = np.concatenate([extra['camera'] for extra in extras])
+    cameras = cameras.astype(np.int64)
   return embeddings_file.Embeddings(
     embeddings=embeddings,
     workdir=model.workdir,
@@ -185,4 +191,5 @@ def embed_split(
     ),
     dataset=info.name,
     split=split,
+    cameras=cameras,
   )

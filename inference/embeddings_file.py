@@ -9,6 +9,8 @@ Arrays (``np.load(path)`` reads them; nothing is pickled):
 * ``paths``: str ``[n]`` absolute file paths (images of a folder), or
   ``indices``: int64 ``[n]`` example positions (a split of the model's data
   set, see ``dataset`` and ``split``).
+* ``cameras``: int64 ``[n]`` camera ids, for a split of a re-id set
+  (``query``, ``gallery``; its ``labels`` are then identities).
 * ``folder`` (the images' folder) or ``dataset`` and ``split``.
 * ``workdir`` and ``step``: the model and checkpoint they came from.
 
@@ -35,7 +37,9 @@ class Embeddings:
     indices: the examples' positions in `split` of `dataset`, or None.
     folder: the folder the files were listed from, or None.
     dataset: ``config.input.name`` of the split's data set, or None.
-    split: ``'train'`` or ``'test'``, or None.
+    split: ``'train'`` or ``'test'`` (re-id sets also ``'query'``,
+      ``'gallery'``), or None.
+    cameras: int64 ``[n]`` camera ids (re-id sets), or None.
   """
 
   embeddings: np.ndarray
@@ -48,10 +52,11 @@ class Embeddings:
   folder: str | None = None
   dataset: str | None = None
   split: str | None = None
+  cameras: np.ndarray | None = None
 
   def __post_init__(self):
     n = len(self.embeddings)
-    for name in ('labels', 'paths', 'indices'):
+    for name in ('labels', 'paths', 'indices', 'cameras'):
       value = getattr(self, name)
       if value is not None and len(value) != n:
         raise ValueError(
@@ -98,6 +103,7 @@ def save(path: str | os.PathLike, embeddings: Embeddings) -> str:
     'folder': (embeddings.folder, np.str_),
     'dataset': (embeddings.dataset, np.str_),
     'split': (embeddings.split, np.str_),
+    'cameras': (embeddings.cameras, np.int64),
   }
   for key, (value, dtype) in optional.items():
     if value is not None:
@@ -140,4 +146,5 @@ def load(path: str | os.PathLike) -> Embeddings:
       folder=get('folder', str),
       dataset=get('dataset', str),
       split=get('split', str),
+      cameras=get('cameras', np.asarray),
     )
