@@ -275,6 +275,10 @@ class ResNet(nn.Module):
       too and its scale and bias get no gradient: the Proxy-Anchor
       official code's ``bn_freeze``, for fine-tuning pretrained weights on
       small batches of few classes.
+    last_stride: stride of the last stage's first block: 2 (the paper), or
+      1 to keep twice the resolution in the last stage (the re-id
+      baselines' "last stride 1", Luo et al. 2019; same parameters, so
+      ImageNet weights load either way).
     dtype: computation dtype (parameters stay float32).
   """
 
@@ -285,6 +289,7 @@ class ResNet(nn.Module):
   bn_axis_name: str | None = None
   bn_momentum: float = 0.9
   freeze_batch_norm: bool = False
+  last_stride: int = 2
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -310,6 +315,10 @@ class ResNet(nn.Module):
     """
     _common.check_embedding_dim(self.embedding_dim)
     _common.check_images(images)
+    if self.last_stride not in (1, 2):
+      raise ValueError(
+        f'`last_stride` must be 1 or 2, received {self.last_stride!r}'
+      )
     conv, norm = _layers(self, train)
     x = jnp.asarray(images, self.dtype)
     x = nn.Conv(
@@ -328,8 +337,11 @@ class ResNet(nn.Module):
     for stage, (num_blocks, filters) in enumerate(
       zip(self.stage_sizes, self.stage_filters, strict=True)
     ):
+      last = stage == len(self.stage_sizes) - 1
       for block in range(num_blocks):
-        strides = 2 if stage > 0 and block == 0 else 1
+        strides = 1
+        if stage > 0 and block == 0:
+          strides = self.last_stride if last else 2
         name = f'stage{stage + 1}_block{block + 1}'
         if self.bottleneck:
           x = BottleneckBlock(filters, strides, conv, norm, name=name)(x)
