@@ -120,3 +120,31 @@ def test_training_writes_the_retrieval_picture(trained):
     6 * plots.RETRIEVAL_CELL_WIDTH,
     2 * plots.RETRIEVAL_CELL_HEIGHT + plots.RETRIEVAL_TITLE_HEIGHT,
   )
+
+
+def test_camera_ids_round_trip_and_are_optional(tmp_path):
+  # A re-id split's file keeps camera ids; a file without them (every
+  # file written before they existed) loads with cameras None.
+  vectors = np.eye(3, dtype=np.float32)
+  with_cameras = embeddings_file.Embeddings(
+    embeddings=vectors,
+    workdir='run',
+    step=3,
+    labels=np.array([1, 3, 0]),
+    indices=np.arange(3),
+    dataset='reid_folder',
+    split='gallery',
+    cameras=np.array([0, 1, 5]),
+  )
+  loaded = embeddings_file.load(
+    embeddings_file.save(tmp_path / 'gallery.npz', with_cameras)
+  )
+  np.testing.assert_array_equal(loaded.cameras, [0, 1, 5])
+  assert loaded.cameras.dtype == np.int64 and loaded.split == 'gallery'
+  without = dataclasses.replace(with_cameras, cameras=None)
+  path = embeddings_file.save(tmp_path / 'plain.npz', without)
+  with np.load(path) as data:
+    assert 'cameras' not in data.files
+  assert embeddings_file.load(path).cameras is None
+  with pytest.raises(ValueError, match='cameras must hold one entry'):
+    dataclasses.replace(with_cameras, cameras=np.array([0]))

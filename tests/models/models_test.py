@@ -384,6 +384,39 @@ def test_pooled_features_are_the_embedding_input():
   )
 
 
+def test_last_stride_one_keeps_the_parameters_and_doubles_the_last_stage():
+  # The re-id baselines' "last stride 1": the same variables (ImageNet
+  # weights load either way), a last stage of twice the resolution.
+  images = jnp.zeros((1, 64, 32, 3))
+  shapes = {}
+  for last_stride in (2, 1):
+    model = models.get_model(
+      'resnet18',
+      embedding_dim=4,
+      stage_filters=(2, 4, 4, 8),
+      last_stride=last_stride,
+    )
+    variables = _abstract_variables(model, images.shape)
+    shapes[last_stride] = jax.tree.map(lambda leaf: leaf.shape, variables)
+    _, state = jax.eval_shape(
+      lambda v, m=model: m.apply(
+        v,
+        images,
+        train=False,
+        capture_intermediates=True,
+        mutable=['intermediates'],
+      ),
+      variables,
+    )
+    last = state['intermediates']['stage4_block2']['__call__'][0]
+    assert last.shape == {2: (1, 2, 1, 8), 1: (1, 4, 2, 8)}[last_stride]
+  assert shapes[1] == shapes[2]
+  with pytest.raises(ValueError, match='last_stride'):
+    models.get_model('resnet18', embedding_dim=4, last_stride=3).init(
+      jax.random.PRNGKey(0), images, train=False
+    )
+
+
 @pytest.mark.parametrize('name', ['cifar_resnet20', 'resnet18'])
 def test_frozen_batch_norm(name):
   # Variables as nn.BatchNorm's; in training the running statistics are
