@@ -7,6 +7,16 @@ skipped with a warning)::
   ROOT/train/<class>/*.png|jpg|jpeg
   ROOT/test/<class>/*.png|jpg|jpeg
 
+Tiny ImageNet as distributed is read as such a folder too: a ROOT holding
+``val/val_annotations.txt`` (lines ``<file>\t<wnid>\t<box>``) is listed
+as ``train/<wnid>/images/*.JPEG`` for training and ``val/images/*``,
+labelled by the annotations, for testing (its ``test/`` has no labels and
+is not read)::
+
+  ROOT/train/n01443537/images/n01443537_0.JPEG
+  ROOT/val/images/val_0.JPEG
+  ROOT/val/val_annotations.txt
+
 Class names are the sorted union of the class folder names of both splits,
 and class ids are their positions in that list. Images are decoded with PIL;
 grey images (modes 1, L, I, I;16, F) stay one-channel when every image of the
@@ -35,6 +45,8 @@ from absl import logging
 BUILDER_NAME = 'user_image_folder'
 SPLITS = ('train', 'test')
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
+# Where a Tiny ImageNet folder labels its validation images.
+TINY_IMAGENET_ANNOTATIONS = ('val', 'val_annotations.txt')
 _GREY_MODES = ('1', 'L', 'I', 'I;16', 'F')
 # config.input.image_size: a side, a (height, width) pair, or None.
 ImageSize = int | tuple[int, int] | None
@@ -61,6 +73,9 @@ class FolderListing:
 def list_folder(root: str) -> FolderListing:
   """Lists ROOT/{train,test}/<class>/ images and fingerprints them.
 
+  A Tiny ImageNet folder (``val/val_annotations.txt``) is listed by
+  `list_tiny_imagenet` instead.
+
   Args:
     root: the folder holding ``train/`` and ``test/``.
 
@@ -77,6 +92,8 @@ def list_folder(root: str) -> FolderListing:
       f'image_folder must be a directory holding train/ and test/, '
       f'received {root!r}, which is not a directory'
     )
+  if os.path.isfile(os.path.join(root, *TINY_IMAGENET_ANNOTATIONS)):
+    return list_tiny_imagenet(root)
   classes_per_split = {}
   for split in SPLITS:
     split_dir = os.path.join(root, split)
@@ -126,6 +143,86 @@ def list_folder(root: str) -> FolderListing:
     root=root,
     class_names=class_names,
     files=files,
+    fingerprint=digest.hexdigest(),
+  )
+
+
+def _fingerprint_entry(digest, root: str, path: str) -> None:
+  stat = os.stat(path)
+  relative = os.path.relpath(path, root)
+  digest.update(f'{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n'.encode())
+
+
+def list_tiny_imagenet(root: str) -> FolderListing:
+  """Lists a Tiny ImageNet folder as an image folder's train and test.
+
+  Args:
+    root: the folder holding ``train/<wnid>/images/`` and ``val/images/``
+      with ``val/val_annotations.txt``.
+
+  Returns:
+    The listing: training images of each class folder (``train/<wnid>/
+    images/*``) and the validation images as the test split, both sorted
+    by class then name; classes are the sorted training wnids. The
+    fingerprint covers the annotations file too.
+
+  Raises:
+    ValueError: for a missing folder, an annotation line without a file
+      and a wnid, a wnid without a training folder, a missing image, or a
+      split without images.
+  """
+  root = os.path.abspath(os.path.expanduser(root))
+  train_dir = os.path.join(root, 'train')
+  if not os.path.isdir(train_dir):
+    raise ValueError(
+      f'Tiny ImageNet folder {root!r} must hold train/<wnid>/images/; '
+      f'{train_dir!r} does not exist'
+    )
+  class_names = tuple(
+    sorted(
+      entry.name
+      for entry in os.scandir(train_dir)
+      if entry.is_dir() and not entry.name.startswith('.')
+    )
+  )
+  class_ids = {name: index for index, name in enumerate(class_names)}
+  digest = hashlib.sha256()
+  train_files = []
+  for name in class_names:
+    images_dir = os.path.join(train_dir, name, 'images')
+    if not os.path.isdir(images_dir):
+      continue
+    for entry in sorted(os.scandir(images_dir), key=lambda e: e.name):
+      if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
+        _fingerprint_entry(digest, root, entry.path)
+        train_files.append((entry.path, class_ids[name]))
+  annotations = os.path.join(root, *TINY_IMAGENET_ANNOTATIONS)
+  _fingerprint_entry(digest, root, annotations)
+  test_files = []
+  with open(annotations) as file:
+    for number, line in enumerate(file, 1):
+      if not line.strip():
+        continue
+      fields = line.split('\t')
+      if len(fields) < 2 or fields[1].strip() not in class_ids:
+        raise ValueError(
+          f'{annotations}:{number}: expected "<file>\\t<wnid>\\t..." with '
+          f'a wnid of train/, received {line.strip()!r}'
+        )
+      path = os.path.join(root, 'val', 'images', fields[0].strip())
+      if not os.path.isfile(path):
+        raise ValueError(f'{annotations}:{number}: {path!r} does not exist')
+      test_files.append((path, class_ids[fields[1].strip()]))
+  test_files.sort(key=lambda item: (item[1], os.path.basename(item[0])))
+  for path, _ in test_files:
+    _fingerprint_entry(digest, root, path)
+  for split, files in (('train', train_files), ('test', test_files)):
+    if not files:
+      raise ValueError(f'Tiny ImageNet folder {root!r}: no {split} image')
+  return FolderListing(
+    root=root,
+    class_names=class_names,
+    files={'train': tuple(train_files), 'test': tuple(test_files)},
     fingerprint=digest.hexdigest(),
   )
 
