@@ -132,8 +132,9 @@ def test_sigterm_to_one_process_stops_all_at_one_step(
     workdir, data_dir, stop_step + 2, support.free_port(), resume_dir
   )
   texts = _finish(processes, logs)
-  for text in texts:
-    assert f'Resuming from the checkpoint at step {stop_step}' in text
+  # Process 0 reports it; the other logs only problems.
+  assert f'Resuming from the checkpoint at step {stop_step}' in texts[0]
+  assert 'Resuming' not in texts[1]
 
   straight = subprocess.run(
     _command(tmp_path / 'straight', data_dir, stop_step + 2),

@@ -95,8 +95,10 @@ def test_two_processes_equal_one_process(tmp_path, digits_data_dir):
       process.kill()
   for process, log in zip(processes, logs, strict=True):
     assert process.returncode == 0, log[-3000:]
-  assert 'JAX process 1/2' in logs[1]
-  # Only process 0 writes the results.
+  # Only process 0 reports progress and results, and writes them; the
+  # other logs only problems.
+  for line in (' | loss ', 'Final evaluation'):
+    assert line in logs[0] and line not in logs[1], line
   assert os.path.exists(workdir / 'results.json')
 
   # Equal up to float32 round-off of differently ordered sums (Circle's

@@ -9,7 +9,7 @@ import pytest
 import train
 from configs import tiny
 from tests import support
-from training import lifecycle
+from training import lifecycle, objectives
 
 _ENV = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
 
@@ -39,7 +39,7 @@ def _error_lines(*argv, workdir):
     (
       ('--config=configs/default.py:nope',),
       "train.py: ValueError: Unknown loss name 'nope' (config.loss.name); "
-      'valid names: arcface, ',
+      f'valid names: {", ".join(objectives.names())} (--helpfull',
     ),
     # A data set that is not prepared (while the run starts).
     (
