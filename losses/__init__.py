@@ -17,6 +17,7 @@ from losses._g_softmax import (
   g_softmax_multilabel_cross_entropy,
   g_softmax_multilabel_probabilities,
 )
+from losses._large_margin import large_margin_softmax_loss
 from losses._margin_softmax import (
   arcface_loss,
   cosface_loss,
@@ -73,6 +74,7 @@ __all__ = [
   'g_softmax_multilabel_cross_entropy',
   'g_softmax_multilabel_probabilities',
   'l2_normalize',
+  'large_margin_softmax_loss',
   'lifted_structure_loss',
   'map_row_blocks',
   'mine_multi_similarity_pairs',

@@ -1,0 +1,73 @@
+"""Margin-softmax baselines: L-Softmax, SphereFace and sub-centre ArcFace.
+
+The classification-style losses Virtual Softmax and G-softmax compare
+against (issue 18): each trains bias-free class vectors beside the backbone
+and scores only its own examples (per-example losses, local reference).
+The annealed weight lambda of the official L-Softmax and SphereFace code is
+a fixed hyperparameter here: an objective sees no step count.
+"""
+
+import losses
+from models import heads
+from training.objectives.interface import (
+  Hyperparameter,
+  Objective,
+  per_example,
+)
+
+
+def _class_weights_head(num_classes, hparams):
+  del hparams
+  return heads.ClassWeightsHead(num_classes)
+
+
+def _logits(embeddings, outputs, hparams):
+  # L-Softmax predicts with the plain inner products (the official code's
+  # test phase).
+  del embeddings, hparams
+  return outputs['logits']
+
+
+def _margin_loss(loss_fn):
+  def loss(inputs, hparams):
+    return per_example(
+      loss_fn(
+        inputs.embeddings,
+        inputs.outputs['class_weights'],
+        inputs.labels,
+        margin=hparams.margin,
+        lambda_=hparams.lambda_,
+      )
+    )
+
+  return loss
+
+
+_MARGIN_DOC = 'm, the integer multiplier of the target angle'
+
+OBJECTIVES = (
+  Objective(
+    name='large_margin_softmax',
+    paper='Liu et al. 2016 (L-Softmax)',
+    hyperparameters={
+      'margin': Hyperparameter(
+        4,
+        source='paper: Liu et al. 2016, experiments (m = 1 to 4, the largest '
+        "best); also the official code's example (QUADRUPLE)",
+        doc=_MARGIN_DOC,
+      ),
+      'lambda_': Hyperparameter(
+        0.0,
+        source='official code: L-Softmax README, lambda_min 0, the floor '
+        'of its annealing max(lambda_min, base (1 + gamma t)^-power) with '
+        'base 1000, gamma 2.5e-5, power 35 (below 0.01 after ~16k '
+        'iterations); fixed here',
+        doc='lambda, the weight of the plain target logit mixed into the '
+        'margin one',
+      ),
+    },
+    make_head=_class_weights_head,
+    loss=_margin_loss(losses.large_margin_softmax_loss),
+    scores=_logits,
+  ),
+)
