@@ -24,9 +24,7 @@ def _logits(embeddings, outputs, hparams):
 def _cosines(embeddings, outputs, hparams):
   # Normalised losses predict by the cosine to each class vector.
   del hparams
-  return losses.pairwise_cosine_similarity(
-    embeddings, outputs['class_weights']
-  )
+  return losses.pairwise_cosine_similarity(embeddings, outputs['class_weights'])
 
 
 def _logits_head(num_classes, hparams):

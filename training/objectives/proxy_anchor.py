@@ -32,9 +32,7 @@ def _loss(inputs, hparams):
 
 def _scores(embeddings, outputs, hparams):
   del hparams
-  return losses.pairwise_cosine_similarity(
-    embeddings, outputs['class_weights']
-  )
+  return losses.pairwise_cosine_similarity(embeddings, outputs['class_weights'])
 
 
 OBJECTIVES = (
