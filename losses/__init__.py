@@ -17,7 +17,7 @@ from losses._g_softmax import (
   g_softmax_multilabel_cross_entropy,
   g_softmax_multilabel_probabilities,
 )
-from losses._large_margin import large_margin_softmax_loss
+from losses._large_margin import large_margin_softmax_loss, sphereface_loss
 from losses._margin_softmax import (
   arcface_loss,
   cosface_loss,
@@ -88,6 +88,7 @@ __all__ = [
   'pairwise_distance',
   'pairwise_squared_distance',
   'proxy_anchor_loss',
+  'sphereface_loss',
   'supcon_loss',
   'triplet_margin_loss',
   'valid_pairwise_anchors',

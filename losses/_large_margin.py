@@ -1,6 +1,6 @@
-r"""Multiplicative angular margins: L-Softmax.
+r"""Multiplicative angular margins: L-Softmax and SphereFace (A-Softmax).
 
-L-Softmax replaces the target logit's :math:`\cos\theta_y` by
+Both replace the target logit's :math:`\cos\theta_y` by
 
 .. math::
   \psi(\theta) = (-1)^k \cos(m\theta) - 2k, \qquad
@@ -14,12 +14,12 @@ L-Softmax's Eq. 7), so no arccos is evaluated; :math:`k` counts the
 thresholds :math:`\cos(j\pi/m)`, :math:`j = 1, \dots, m`, that
 :math:`\cos\theta_y` is at or below (piecewise constant: no gradient).
 
-The official Caffe layer mixes the plain target logit back in with a weight
-:math:`\lambda` that it anneals,
+The official Caffe layers mix the plain target logit back in with a weight
+:math:`\lambda` that they anneal,
 :math:`f_y = (\lambda \|W_y\|\|x\| \cos\theta_y + \|W_y\|\|x\|\psi(\theta_y))
 / (1 + \lambda)`, with :math:`\lambda = \max(\lambda_{min},
 \mathrm{base} (1 + \gamma t)^{-\mathrm{power}})` at iteration :math:`t`;
-the function takes the current :math:`\lambda` as ``lambda_``.
+these functions take the current :math:`\lambda` as ``lambda_``.
 """
 
 import math
@@ -52,7 +52,7 @@ def _psi(cosines: jax.Array, margin: int) -> jax.Array:
 
 
 def _margin_cross_entropy(x, w, labels, margin, lambda_, weight_norms):
-  """Per-example CE of the L-Softmax logits."""
+  """Per-example CE of the L-Softmax logits; unit weights if not norms."""
   unit_x = _pairwise.l2_normalize(x)
   unit_w = _pairwise.l2_normalize(w)
   # safe_sqrt: a zero embedding has norm 0 with gradient 0, not NaN.
@@ -147,3 +147,63 @@ def large_margin_softmax_loss(
     embeddings, class_weights, labels, margin, lambda_
   )
   return _margin_cross_entropy(x, w, labels, margin, lambda_, True)
+
+
+def sphereface_loss(
+  embeddings: ArrayLike,
+  class_weights: ArrayLike,
+  labels: ArrayLike,
+  *,
+  margin: int = 4,
+  lambda_: ArrayLike = 0.0,
+) -> jax.Array:
+  r"""SphereFace / A-Softmax: L-Softmax on unit class weights, per example.
+
+  As `large_margin_softmax_loss` with :math:`\|W_j\| = 1` (the weights are
+  L2-normalised here, and there is no bias): the logits are
+  :math:`\|x\|\cos\theta_j`, the target's
+  :math:`\|x\|(\lambda\cos\theta_y + \psi(\theta_y)) / (1 + \lambda)`
+  (the paper's Eq. 7 with the official code's :math:`\lambda`).
+
+  .. math::
+    \ell = -\log \frac{e^{\|x\| \tilde\psi(\theta_y)}}
+      {e^{\|x\| \tilde\psi(\theta_y)} + \sum_{j \ne y}
+      e^{\|x\| \cos\theta_j}}, \qquad
+    \tilde\psi = \frac{\lambda \cos\theta_y + \psi(\theta_y)}{1 + \lambda}
+
+  Args:
+    embeddings: ``[batch, dim]`` floating features (not normalised: their
+      norm is the logits' scale).
+    class_weights: ``[num_classes, dim]`` floating class weights;
+      L2-normalised here.
+    labels: ``[batch]`` integer class ids in ``[0, num_classes)``.
+    margin: the integer :math:`m \ge 1` (static); 4 in the paper.
+    lambda_: :math:`\lambda \ge 0`. The official code anneals it,
+      :math:`\lambda = \max(5, 1000 (1 + 0.12 t)^{-1})`, so from iteration
+      ~1.7k on it is 5; 0 is pytorch-metric-learning's form.
+
+  Returns:
+    ``[batch]`` losses, in at least float32 (bfloat16 in, float32 out).
+
+  Raises:
+    ValueError: on wrong ranks, mismatched shapes, a `margin` < 1 or a
+      concrete negative `lambda_`.
+    TypeError: on non-floating `embeddings`/`class_weights`, non-integer
+      `labels` or a non-int `margin`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> weights = jnp.array([[2., 0.], [0., 3.]])
+    >>> x = jnp.array([[2., 0.], [1., 1.]])
+    >>> loss = sphereface_loss(x, weights, jnp.array([0, 1]), lambda_=5.)
+    >>> [round(float(value), 4) for value in loss]
+    [0.1269, 0.9144]
+
+  References:
+    Liu, Wen, Yu, Li, Raj and Song, `SphereFace: Deep Hypersphere Embedding
+    for Face Recognition <https://arxiv.org/abs/1704.08063>`_, CVPR 2017.
+  """
+  x, w, labels, lambda_ = _checked(
+    embeddings, class_weights, labels, margin, lambda_
+  )
+  return _margin_cross_entropy(x, w, labels, margin, lambda_, False)

@@ -1,4 +1,4 @@
-"""Tests for L-Softmax against float64 NumPy references."""
+"""Tests for L-Softmax and SphereFace against float64 NumPy references."""
 
 import doctest
 import math
@@ -54,6 +54,7 @@ def _case(seed, batch, num_classes, dim, dtype=np.float32):
 
 _LOSSES = {
   'lsoftmax': (losses.large_margin_softmax_loss, True),
+  'sphereface': (losses.sphereface_loss, False),
 }
 
 
@@ -158,9 +159,7 @@ def test_bad_hyperparameters(kwargs, error):
 
 
 def test_is_exported_and_documented():
-  assert (
-    losses.large_margin_softmax_loss is _large_margin.large_margin_softmax_loss
-  )
+  assert losses.sphereface_loss is _large_margin.sphereface_loss
   # The examples print float32, as without tests/conftest.py's x64.
   with jax.enable_x64(False):
     failures, tried = doctest.testmod(_large_margin)

@@ -1,4 +1,4 @@
-"""Margin-softmax baselines: L-Softmax, SphereFace and sub-centre ArcFace.
+"""Margin-softmax baselines: L-Softmax and SphereFace (A-Softmax).
 
 The classification-style losses Virtual Softmax and G-softmax compare
 against (issue 18): each trains bias-free class vectors beside the backbone
@@ -26,6 +26,12 @@ def _logits(embeddings, outputs, hparams):
   # test phase).
   del embeddings, hparams
   return outputs['logits']
+
+
+def _cosines(embeddings, outputs, hparams):
+  # SphereFace predicts by the angle to each (unit) class weight.
+  del hparams
+  return losses.pairwise_cosine_similarity(embeddings, outputs['class_weights'])
 
 
 def _margin_loss(loss_fn):
@@ -69,5 +75,28 @@ OBJECTIVES = (
     make_head=_class_weights_head,
     loss=_margin_loss(losses.large_margin_softmax_loss),
     scores=_logits,
+  ),
+  Objective(
+    name='sphereface',
+    paper='Liu et al. 2017 (SphereFace, A-Softmax)',
+    hyperparameters={
+      'margin': Hyperparameter(
+        4,
+        source='paper: Liu et al. 2017 (SphereFace), experiments (m = 4)',
+        doc=_MARGIN_DOC,
+      ),
+      'lambda_': Hyperparameter(
+        5.0,
+        source='official code: sphereface_model.prototxt, lambda_min 5, '
+        'the floor of its annealing max(lambda_min, base (1 + gamma t)^'
+        '-power) with base 1000, gamma 0.12, power 1 (reached after ~1.7k '
+        'iterations); fixed here',
+        doc='lambda, the weight of the plain target logit mixed into the '
+        'margin one',
+      ),
+    },
+    make_head=_class_weights_head,
+    loss=_margin_loss(losses.sphereface_loss),
+    scores=_cosines,
   ),
 )
