@@ -197,3 +197,43 @@ def test_image_size_as_height_and_width():
   # A side keeps the key existing prepared folders were named with.
   assert image_folder.size_key(64) == '64'
   assert image_folder.size_key((256, 128)) == '256x128'
+
+
+def test_prepared_msmt17_through_the_pipeline(tmp_path):
+  # MSMT17's list files name the images; cameras from the third field.
+  root = tmp_path / 'MSMT17_V1'
+  rng = np.random.default_rng(0)
+  lists = {'list_train.txt': [], 'list_query.txt': [], 'list_gallery.txt': []}
+  rows = [
+    ('train', 'list_train.txt', identity, camera)
+    for identity in (3, 5)
+    for camera in (1, 2)
+    for _ in range(2)
+  ] + [
+    ('test', 'list_query.txt', 0, 1),
+    ('test', 'list_gallery.txt', 0, 15),
+    ('test', 'list_gallery.txt', 4, 2),
+  ]
+  for index, (folder, list_name, identity, camera) in enumerate(rows):
+    name = f'{identity:04d}_{index:03d}_{camera:02d}_0303morning_0015_0.jpg'
+    relative = f'{identity:04d}/{name}'
+    path = root / folder / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (12, 6, 3), np.uint8)).save(path)
+    lists[list_name].append(f'{relative} {identity}\n')
+  lists['list_val.txt'] = []
+  for name, lines in lists.items():
+    (root / name).write_text(''.join(lines))
+  config = _reid_config(
+    root, tmp_path / 'tfds', reid_layout='msmt17', samples_per_class=4
+  )
+  dataset = input_pipeline.create_dataset(
+    config, seed=0, process_index=0, process_count=1
+  )
+  assert dataset.info.num_classes == 2
+  assert dataset.num_examples('query') == 1
+  (gallery,) = dataset.eval_batches('gallery', 4)
+  mask = gallery['mask']
+  np.testing.assert_array_equal(gallery['label'][mask], [0, 4])
+  np.testing.assert_array_equal(gallery['camera'][mask], [14, 1])
+  assert sorted(set(dataset.train_batch(0)['label'])) == [0, 1]
