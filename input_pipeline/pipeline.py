@@ -487,6 +487,12 @@ def create_dataset(
       f'config.input.class_disjoint=True is not defined for the multi-label '
       f'set {spec.name!r}'
     )
+  if spec.origin == 'reid' and class_disjoint:
+    raise ValueError(
+      'config.input.class_disjoint=True does not apply to re-id sets: their '
+      'query and gallery identities are already disjoint from the training '
+      'ones'
+    )
   image_size = config.get('image_size')
   image_folder.image_height_width(image_size)  # Raises for a bad size.
   normalization = augment_lib.check_normalization(config.get('normalization'))

@@ -180,6 +180,10 @@ def test_reid_folder_needs_its_settings(tmp_path):
     input_pipeline.create_dataset(
       _reid_config(root, tmp_path / 'tfds', image_size=None), seed=0
     )
+  with pytest.raises(ValueError, match='does not apply to re-id sets'):
+    input_pipeline.create_dataset(
+      _reid_config(root, tmp_path / 'tfds', class_disjoint=True), seed=0
+    )
   with pytest.raises(ValueError, match='reid_layout'):
     input_pipeline.create_dataset(
       _reid_config(root, tmp_path / 'tfds', reid_layout='cuhk03'), seed=0
