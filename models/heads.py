@@ -91,6 +91,30 @@ class ClassWeightsHead(nn.Module):
     }
 
 
+class ClassCentersHead(nn.Module):
+  """Several learned vectors per class ``[num_classes, per_class, dim]``.
+
+  For losses that model a class by several vectors (sub-centres, centres).
+
+  Attributes:
+    num_classes: number of classes.
+    per_class: vectors per class (K).
+  """
+
+  num_classes: int
+  per_class: int
+
+  @nn.compact
+  def __call__(self, embeddings):
+    # Fan-in over dim alone: the class and centre axes are batch-like.
+    init = nn.initializers.variance_scaling(
+      1.0, 'fan_in', 'truncated_normal', in_axis=-1, out_axis=-2, batch_axis=0
+    )
+    shape = (self.num_classes, self.per_class, embeddings.shape[-1])
+    centers = self.param('class_centers', init, shape, jnp.float32)
+    return {'class_centers': centers}
+
+
 class CentersHead(nn.Module):
   """A linear classifier plus learnable class centres (centre loss).
 

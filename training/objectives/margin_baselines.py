@@ -1,4 +1,4 @@
-"""Margin-softmax baselines: L-Softmax and SphereFace (A-Softmax).
+"""Margin-softmax baselines: L-Softmax, SphereFace and sub-centre ArcFace.
 
 The classification-style losses Virtual Softmax and G-softmax compare
 against (issue 18): each trains bias-free class vectors beside the backbone
@@ -49,6 +49,33 @@ def _margin_loss(loss_fn):
   return loss
 
 
+def _subcenters_head(num_classes, hparams):
+  return heads.ClassCentersHead(num_classes, hparams.subcenters)
+
+
+def _subcenter_cosines(embeddings, outputs, hparams):
+  # A class's score is the cosine to its closest sub-centre.
+  del hparams
+  centers = outputs['class_centers']
+  cosines = losses.pairwise_cosine_similarity(
+    embeddings, centers.reshape(-1, centers.shape[-1])
+  )
+  return cosines.reshape(embeddings.shape[0], *centers.shape[:2]).max(axis=2)
+
+
+def _subcenter_arcface(inputs, hparams):
+  return per_example(
+    losses.subcenter_arcface_loss(
+      inputs.embeddings,
+      inputs.outputs['class_centers'],
+      inputs.labels,
+      scale=hparams.scale,
+      margin=hparams.margin,
+    )
+  )
+
+
+_SUBCENTER_PAPER = 'paper: Deng et al. 2020 (sub-center ArcFace), experiments'
 _MARGIN_DOC = 'm, the integer multiplier of the target angle'
 
 OBJECTIVES = (
@@ -98,5 +125,29 @@ OBJECTIVES = (
     make_head=_class_weights_head,
     loss=_margin_loss(losses.sphereface_loss),
     scores=_cosines,
+  ),
+  Objective(
+    name='subcenter_arcface',
+    paper='Deng et al. 2020 (sub-center ArcFace)',
+    hyperparameters={
+      'scale': Hyperparameter(
+        64.0,
+        source=_SUBCENTER_PAPER,
+        doc='s, the logit scale (cosines are multiplied by it)',
+      ),
+      'margin': Hyperparameter(
+        0.5,
+        source=_SUBCENTER_PAPER,
+        doc='m, added to the target angle (radians)',
+      ),
+      'subcenters': Hyperparameter(
+        3,
+        source=_SUBCENTER_PAPER + ' (K = 3)',
+        doc='K, the sub-centres per class',
+      ),
+    },
+    make_head=_subcenters_head,
+    loss=_subcenter_arcface,
+    scores=_subcenter_cosines,
   ),
 )
