@@ -48,7 +48,7 @@ from losses._pairwise import (
   valid_pairwise_anchors,
 )
 from losses._proxy_anchor import proxy_anchor_loss
-from losses._proxy_baselines import proxy_nca_loss
+from losses._proxy_baselines import proxy_nca_loss, soft_triple_loss
 from losses._subcenter_arcface import subcenter_arcface_loss
 from losses._triplet import batch_hard_triplet_loss
 from losses._virtual_softmax import virtual_softmax_cross_entropy
@@ -91,6 +91,7 @@ __all__ = [
   'pairwise_squared_distance',
   'proxy_anchor_loss',
   'proxy_nca_loss',
+  'soft_triple_loss',
   'sphereface_loss',
   'subcenter_arcface_loss',
   'supcon_loss',
