@@ -16,7 +16,10 @@ The pair-based baselines (contrastive, multi-similarity, generalised lifted
 structure, N-pair, triplet margin, angular, SupCon, NT-Xent) are checked
 first, value and gradients in float64 at PML's defaults and one other
 setting (`pair_parity_rows`, ``--nopair_parity`` skips it); they are not
-timed.
+timed. So are L-Softmax, SphereFace, sub-centre ArcFace, ProxyNCA and
+SoftTriple, with gradients w.r.t. the class weights too
+(`class_parity_rows`, ``--noclass_parity`` skips it); ``--notiming`` prints
+the parity tables only.
 
 Each row first checks that the two agree: the relative difference of the
 reduced loss and of the gradients w.r.t. the embeddings and, for the proxy
@@ -88,6 +91,7 @@ import torch
 from absl import app, flags
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
+from pytorch_metric_learning import regularizers as pml_regularizers
 
 import losses
 from benchmarks import timing
@@ -140,6 +144,18 @@ _PAIR_PARITY = flags.DEFINE_bool(
   True,
   'First print the pair-based baselines against their PML classes (value '
   'and gradients, float64, a few seconds).',
+)
+
+_CLASS_PARITY = flags.DEFINE_bool(
+  'class_parity',
+  True,
+  'Print the classification-style and proxy baselines against their PML '
+  'classes (value and gradients, float64, a few seconds).',
+)
+_TIMING = flags.DEFINE_bool(
+  'timing',
+  True,
+  'Run the timed rows; --notiming prints the parity tables only.',
 )
 
 _AGREE_TOLERANCE = 1e-4
@@ -899,10 +915,206 @@ def print_pair_parity() -> None:
   print()
 
 
+# ---------------------------------------------------------------------------
+# Classification-style and proxy baselines (issue 18): value and gradients
+# w.r.t. the embeddings and the class weights, no timing.
+# ---------------------------------------------------------------------------
+
+
+def _pml_weights(loss):
+  """PML's class-weight parameter of a loss (W, proxies or fc)."""
+  for name in ('W', 'proxies', 'fc'):
+    if hasattr(loss, name):
+      return getattr(loss, name)
+  raise ValueError(f'No class weights in {type(loss).__name__}')
+
+
+def _columns(num_classes):
+  """PML's ``[dim, C]`` (or ``[dim, C * K]``, class-major) -> ours."""
+  return lambda w: w.T.reshape(num_classes, -1, w.shape[0]).squeeze(1)
+
+
+def _centers(num_classes):
+  return lambda w: w.T.reshape(num_classes, -1, w.shape[0])
+
+
+def _class_parity_cases():
+  """(ours, PML's, our mean loss, PML's loss, PML weights -> ours)."""
+  c = _PARITY_CLASSES
+  regularizers = pml_regularizers
+
+  def mean(fn, **kwargs):
+    return lambda x, w, y: fn(x, w, y, **kwargs).mean()
+
+  def pml(loss_class, **kwargs):
+    return lambda: loss_class(
+      num_classes=c, embedding_size=_PARITY_DIM, **kwargs
+    )
+
+  return [
+    (
+      'large_margin_softmax_loss(margin=4)',
+      'LargeMarginSoftmaxLoss() (defaults: margin 4, scale 1)',
+      mean(losses.large_margin_softmax_loss, margin=4),
+      pml(pml_losses.LargeMarginSoftmaxLoss),
+      _columns(c),
+    ),
+    (
+      'large_margin_softmax_loss(margin=2)',
+      'LargeMarginSoftmaxLoss(margin=2)',
+      mean(losses.large_margin_softmax_loss, margin=2),
+      pml(pml_losses.LargeMarginSoftmaxLoss, margin=2),
+      _columns(c),
+    ),
+    (
+      'sphereface_loss(margin=4)',
+      'SphereFaceLoss() (defaults: margin 4, scale 1)',
+      mean(losses.sphereface_loss, margin=4),
+      pml(pml_losses.SphereFaceLoss),
+      _columns(c),
+    ),
+    (
+      'sphereface_loss(margin=3)',
+      'SphereFaceLoss(margin=3)',
+      mean(losses.sphereface_loss, margin=3),
+      pml(pml_losses.SphereFaceLoss, margin=3),
+      _columns(c),
+    ),
+    (
+      'subcenter_arcface_loss(scale=64, margin=0.4992), K = 3',
+      'SubCenterArcFaceLoss() (defaults: 28.6°, 64, 3 sub-centres)',
+      mean(
+        losses.subcenter_arcface_loss, scale=64.0, margin=math.radians(28.6)
+      ),
+      pml(pml_losses.SubCenterArcFaceLoss),
+      _centers(c),
+    ),
+    (
+      'subcenter_arcface_loss(scale=30, margin=0.3491), K = 2',
+      'SubCenterArcFaceLoss(margin=20, scale=30, sub_centers=2)',
+      mean(losses.subcenter_arcface_loss, scale=30.0, margin=math.radians(20)),
+      pml(pml_losses.SubCenterArcFaceLoss, margin=20, scale=30, sub_centers=2),
+      _centers(c),
+    ),
+    (
+      'proxy_nca_loss()',
+      'ProxyNCALoss() (defaults: softmax_scale 1)',
+      mean(losses.proxy_nca_loss),
+      pml(pml_losses.ProxyNCALoss),
+      lambda w: w,
+    ),
+    (
+      'proxy_nca_loss(softmax_scale=9)',
+      'ProxyNCALoss(softmax_scale=9)',
+      mean(losses.proxy_nca_loss, softmax_scale=9.0),
+      pml(pml_losses.ProxyNCALoss, softmax_scale=9),
+      lambda w: w,
+    ),
+    (
+      'soft_triple_loss(tau=0), K = 10',
+      'SoftTripleLoss() (defaults: 10 centres, la 20, gamma 0.1, margin '
+      '0.01; no regulariser)',
+      mean(losses.soft_triple_loss, tau=0.0),
+      pml(pml_losses.SoftTripleLoss),
+      _centers(c),
+    ),
+    (
+      'soft_triple_loss(la=10, gamma=0.2, margin=0.05, tau=0.2), K = 3',
+      'SoftTripleLoss(3, 10, 0.2, 0.05) + SparseCentersRegularizer, weight 0.2',
+      mean(losses.soft_triple_loss, la=10.0, gamma=0.2, margin=0.05, tau=0.2),
+      pml(
+        pml_losses.SoftTripleLoss,
+        centers_per_class=3,
+        la=10,
+        gamma=0.2,
+        margin=0.05,
+        weight_regularizer=regularizers.SparseCentersRegularizer(c, 3),
+        weight_reg_weight=0.2,
+      ),
+      _centers(c),
+    ),
+  ]
+
+
+def class_parity_rows(seed: int = 0) -> list[tuple[str, ...]]:
+  """Our classification-style and proxy losses against PML's classes.
+
+  float64 on both sides, PML's default reducer (``MeanReducer``, our mean
+  over the batch); PML's randomly initialised class weights are copied into
+  our layout, and both gradients (embeddings, class weights) compared.
+  """
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((_PARITY_BATCH, _PARITY_DIM))
+  y = np.repeat(
+    np.arange(_PARITY_CLASSES), _PARITY_BATCH // _PARITY_CLASSES
+  ).astype(np.int64)
+  previous = jax.config.read('jax_enable_x64')
+  jax.config.update('jax_enable_x64', True)
+  rows = []
+  try:
+    for ours_name, pml_name, ours, make_pml, layout in _class_parity_cases():
+      torch.manual_seed(seed)
+      pml = make_pml().to(torch.float64)
+      weights = _pml_weights(pml)
+      x_torch = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+      pml_value = pml(x_torch, torch.tensor(y))
+      pml_value.backward()
+      w = layout(weights.detach().numpy())
+      value, (grad_x, grad_w) = jax.value_and_grad(ours, argnums=(0, 1))(
+        jnp.asarray(x), jnp.asarray(w), jnp.asarray(y)
+      )
+      value_diff = _relative(value, pml_value.item())
+      x_diff = _relative(grad_x, x_torch.grad.numpy())
+      w_diff = _relative(grad_w, layout(weights.grad.numpy()))
+      agree = max(value_diff, x_diff, w_diff) < 1e-9
+      rows.append(
+        (
+          f'`{ours_name}`',
+          f'`{pml_name}`',
+          f'{float(value):.6f}',
+          f'{pml_value.item():.6f}',
+          f'{value_diff:.1e}',
+          f'{x_diff:.1e}',
+          f'{w_diff:.1e}',
+          'agree' if agree else 'DIFFER',
+        )
+      )
+  finally:
+    jax.config.update('jax_enable_x64', previous)
+  return rows
+
+
+def print_class_parity() -> None:
+  header = (
+    'discfeat',
+    'PML 2.9',
+    'discfeat value',
+    'PML value',
+    'value rel diff',
+    'embeddings grad rel diff',
+    'class weights grad rel diff',
+    'check (< 1e-9)',
+  )
+  print(
+    f'Classification-style and proxy baselines, B={_PARITY_BATCH} '
+    f'({_PARITY_CLASSES} classes x {_PARITY_BATCH // _PARITY_CLASSES}), '
+    f'dim={_PARITY_DIM}, float64, PML weights copied:\n'
+  )
+  print('| ' + ' | '.join(header) + ' |')
+  print('|' + '---|' * len(header))
+  for row in class_parity_rows():
+    print('| ' + ' | '.join(row) + ' |')
+  print()
+
+
 def main(argv):
   del argv
   if _PAIR_PARITY.value:
     print_pair_parity()
+  if _CLASS_PARITY.value:
+    print_class_parity()
+  if not _TIMING.value:
+    return
   threads = _THREADS.value or os.cpu_count()
   _set_threads(threads)
   reps = _REPS.value or (3 if _QUICK.value else 7)
