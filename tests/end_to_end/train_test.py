@@ -1,6 +1,6 @@
-"""End-to-end runs of train_and_evaluate on the tiny digits config."""
+"""End-to-end runs of train_and_evaluate on the tiny digits config: resume,
+refusals, parallelisms. Every loss is run by every_loss_test.py."""
 
-import json
 import os
 
 import jax
@@ -10,13 +10,7 @@ import pytest
 import train
 from configs import tiny
 from tests import support
-from training import checkpointing, objectives
-from training import steps as steps_lib
-
-_SINGLE_LABEL = [
-  o.name for o in objectives.all_objectives() if not o.multilabel
-]
-_MULTILABEL = [o.name for o in objectives.all_objectives() if o.multilabel]
+from training import checkpointing
 
 
 @pytest.fixture
@@ -33,39 +27,6 @@ def _config(data_dir, loss=None, **overrides):
 def _params(workdir):
   step, state = support.latest_checkpoint(workdir)
   return step, state['params']
-
-
-@pytest.mark.parametrize('loss_name', _SINGLE_LABEL)
-def test_every_loss_trains_and_evaluates(loss_name, data_dir, tmp_path):
-  objective = objectives.get_objective(loss_name)
-  config = _config(data_dir, loss_name)
-  results = train.train_and_evaluate(config, str(tmp_path))
-  assert results['step'] == config.num_train_steps
-  for key in ('compactness', 'separability', 'recall@1', 'map@r', 'nmi'):
-    assert np.isfinite(results[key]), (key, results[key])
-  assert 0.0 <= results['nearest_class_mean_accuracy'] <= 1.0
-  if objective.scores is None:
-    assert 'accuracy' not in results
-  else:
-    assert 0.0 <= results['accuracy'] <= 1.0
-  if objective.extra_metrics is not None:
-    head = steps_lib.to_host(_params(str(tmp_path))[1]['head'])
-    for key, value in objective.extra_metrics(head, None).items():
-      assert results[key] == pytest.approx(value), key
-  with open(tmp_path / 'results.json') as file:
-    written = json.load(file)
-  assert written['config']['loss']['name'] == loss_name
-  assert set(written['hyperparameters']) == set(objective.hyperparameters)
-  for key, described in written['hyperparameters'].items():
-    assert described['source'] == objective.hyperparameters[key].source
-
-
-@pytest.mark.parametrize('loss_name', _MULTILABEL)
-def test_multilabel_losses(loss_name, data_dir, tmp_path):
-  config = _config(data_dir, loss_name, **{'input.name': 'digits_multilabel'})
-  results = train.train_and_evaluate(config, str(tmp_path))
-  for key in ('map', 'cp', 'cr', 'cf1', 'op', 'or', 'of1'):
-    assert 0.0 <= results[key] <= 1.0, (key, results[key])
 
 
 def test_resume_is_exact(data_dir, tmp_path):

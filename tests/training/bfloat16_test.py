@@ -1,39 +1,23 @@
-"""Mixed precision end to end: ``config.model.dtype='bfloat16'``.
+"""Mixed precision: ``config.model.dtype='bfloat16'``.
 
-Every loss of the registry trains a few steps on digits with the backbone
-in bfloat16, and the run keeps float32 where it must: the loss is finite at
-every step, so are the evaluation metrics, and parameters, optimiser state
-and BatchNorm statistics are float32 in the checkpoint. The train step's
-program (traced, not compiled) has the backbone's convolutions and Dense
-layer in bfloat16, forwards and backwards, and the head's and loss's matrix
-products in float32.
+The train step's program (traced, not compiled) has the backbone's
+convolutions and Dense layer in bfloat16, forwards and backwards, and the
+head's and loss's matrix products in float32. Every loss trains end to end
+in bfloat16 in tests/end_to_end/every_loss_test.py.
 """
 
 import functools
-import glob
-import os
-import struct
 
 import jax
 import jax.extend
 import jax.numpy as jnp
-import numpy as np
 import pytest
-import threadpoolctl
-from tensorboardX.proto import event_pb2
 
-import train
 from configs import tiny
-from tests import support
-from training import evaluation_loop, objectives
 from training import experiment as experiment_lib
 from training import steps as steps_lib
 
 _NUM_STEPS = 3
-_LOSSES = [
-  pytest.param(o.name, o.multilabel, id=o.name)
-  for o in objectives.all_objectives()
-]
 
 
 @pytest.fixture(autouse=True)
@@ -46,29 +30,6 @@ def _float32_default():
   jax.config.update('jax_enable_x64', False)
   yield
   jax.config.update('jax_enable_x64', previous)
-
-
-@pytest.fixture(autouse=True)
-def _fast_evaluation(monkeypatch):
-  # tests/conftest.py compiles without most optimisations, which pays for
-  # the init and the train step (compiled once, run 3 times) but not for
-  # evaluation: its forward passes over 2,156 images (the test split twice,
-  # the train split once) run several times faster compiled with
-  # optimisations, for about the same compile time. K-means (NMI) on one
-  # thread: on 359 points, OpenMP threads only cost, the more so on a busy
-  # machine.
-  evaluate = evaluation_loop.evaluate
-
-  def fast(*args, **kwargs):
-    previous = jax.config.read('jax_disable_most_optimizations')
-    jax.config.update('jax_disable_most_optimizations', False)
-    try:
-      with threadpoolctl.threadpool_limits(1):
-        return evaluate(*args, **kwargs)
-    finally:
-      jax.config.update('jax_disable_most_optimizations', previous)
-
-  monkeypatch.setattr(evaluation_loop, 'evaluate', fast)
 
 
 @pytest.fixture
@@ -92,28 +53,6 @@ def _config(data_dir, loss_name, multilabel):
   config.eval_every_steps = _NUM_STEPS
   config.write_features = False
   return config
-
-
-def _train_losses(workdir):
-  """{step: train/loss} from the run's TensorBoard event file."""
-  (path,) = glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
-  losses = {}
-  with open(path, 'rb') as file:
-    while header := file.read(12):  # length (8 bytes) and its crc (4).
-      (length,) = struct.unpack('<Q', header[:8])
-      event = event_pb2.Event.FromString(file.read(length))
-      file.read(4)  # The data's crc.
-      for value in event.summary.value:
-        if value.tag == 'train/loss':
-          content = value.tensor.tensor_content
-          losses[event.step] = float(np.frombuffer(content, '<f4')[0])
-  return losses
-
-
-def _float_dtypes(tree):
-  dtypes = {np.asarray(leaf).dtype for leaf in jax.tree.leaves(tree)}
-  # Not np.floating: bfloat16 (ml_dtypes) is not a subtype of it.
-  return {str(d) for d in dtypes if not np.issubdtype(d, np.integer)}
 
 
 def _eqns(jaxpr):
@@ -148,34 +87,6 @@ def _abstract_step(config, loss_name):
     learning_rate_fn=experiment.learning_rate_fn,
   )
   return step, state, batch
-
-
-@pytest.mark.parametrize(('loss_name', 'multilabel'), _LOSSES)
-def test_every_loss_trains_in_bfloat16(
-  loss_name, multilabel, data_dir, tmp_path
-):
-  config = _config(data_dir, loss_name, multilabel)
-  results = train.train_and_evaluate(config, str(tmp_path))
-  assert results['step'] == _NUM_STEPS
-
-  losses = _train_losses(str(tmp_path))
-  assert sorted(losses) == list(range(1, _NUM_STEPS + 1))
-  assert all(np.isfinite(value) for value in losses.values()), losses
-  metrics = {
-    key: value
-    for key, value in results.items()
-    if isinstance(value, (int, float, np.floating))
-  }
-  assert metrics.keys() > {'step'}
-  for key, value in metrics.items():
-    assert np.isfinite(value), (key, value)
-
-  step, state = support.latest_checkpoint(str(tmp_path))
-  assert step == _NUM_STEPS
-  # Every floating-point array of the state (Adam's step count is int32).
-  for part in ('params', 'opt_state', 'batch_stats', 'head_state'):
-    assert _float_dtypes(state[part]) <= {'float32'}, (part, state[part])
-  assert _float_dtypes(state['params']) == {'float32'}
 
 
 @pytest.mark.parametrize('loss_name', ['softmax', 'proxy_anchor'])
