@@ -133,7 +133,9 @@ def test_init_from_needs_a_resnet_and_a_normalization(data_dir, tmp_path):
   config.input.data_dir = data_dir
   config.input.normalization = 'none'
   config.model.init_from = 'weights.safetensors'
-  with pytest.raises(ValueError, match="iresnet18/34/50/100; received .*'lenet'"):
+  with pytest.raises(
+    ValueError, match="iresnet18/34/50/100; received .*'lenet'"
+  ):
     train.train_and_evaluate(config, str(tmp_path / 'b'))
 
 
