@@ -20,68 +20,56 @@ arrays or file paths:
 * Face verification: `verification_metrics` (10-fold pair accuracy, TAR at
   FAR, AUC, EER, insightface's semantics), `verification_roc` and
   `plot_roc_curves`.
-* Plots (PNG): `plot_features`, `plot_class_geometry`, `plot_feature_grid`.
+* Plots (PNG): `plot_features`, `plot_class_geometry`, `plot_feature_grid`,
+  `write_split_retrieval` (queries of a split and their neighbours).
+
+The names are loaded on first use: importing `evaluation` costs nothing
+until a metric is needed (scikit-learn and matplotlib take about a second
+to import, which every command line would otherwise pay before its first
+line of output).
 """
 
-from evaluation.classification import (
-  accuracy,
-  knn_accuracy,
-  nearest_class_mean_accuracy,
-  top_k_accuracy,
-)
-from evaluation.geometry import (
-  Compactness,
-  Separability,
-  class_means,
-  feature_geometry,
-  gaussian_compactness,
-  gaussian_kl,
-  gaussian_separability,
-  inter_class_separability,
-  intra_class_compactness,
-  separability_ratio,
-)
-from evaluation.multilabel import (
-  average_precision_per_label,
-  multilabel_metrics,
-)
-from evaluation.plots import (
-  plot_class_geometry,
-  plot_feature_grid,
-  plot_features,
-)
-from evaluation.reid import reid_metrics
-from evaluation.retrieval import kmeans_nmi, retrieval_metrics
-from evaluation.verification import (
-  plot_roc_curves,
-  verification_metrics,
-  verification_roc,
-)
+import importlib
 
-__all__ = [
-  'Compactness',
-  'Separability',
-  'accuracy',
-  'average_precision_per_label',
-  'class_means',
-  'feature_geometry',
-  'gaussian_compactness',
-  'gaussian_kl',
-  'gaussian_separability',
-  'inter_class_separability',
-  'intra_class_compactness',
-  'kmeans_nmi',
-  'knn_accuracy',
-  'multilabel_metrics',
-  'nearest_class_mean_accuracy',
-  'plot_class_geometry',
-  'plot_feature_grid',
-  'plot_features',
-  'plot_roc_curves',
-  'reid_metrics',
-  'retrieval_metrics',
-  'separability_ratio',
-  'top_k_accuracy',
-  'verification_metrics',
-  'verification_roc',
-]
+_MODULES = {
+  'Compactness': 'evaluation.geometry',
+  'Separability': 'evaluation.geometry',
+  'accuracy': 'evaluation.classification',
+  'average_precision_per_label': 'evaluation.multilabel',
+  'class_means': 'evaluation.geometry',
+  'feature_geometry': 'evaluation.geometry',
+  'gaussian_compactness': 'evaluation.geometry',
+  'gaussian_kl': 'evaluation.geometry',
+  'gaussian_separability': 'evaluation.geometry',
+  'inter_class_separability': 'evaluation.geometry',
+  'intra_class_compactness': 'evaluation.geometry',
+  'kmeans_nmi': 'evaluation.retrieval',
+  'knn_accuracy': 'evaluation.classification',
+  'multilabel_metrics': 'evaluation.multilabel',
+  'nearest_class_mean_accuracy': 'evaluation.classification',
+  'plot_class_geometry': 'evaluation.plots',
+  'plot_feature_grid': 'evaluation.plots',
+  'plot_features': 'evaluation.plots',
+  'plot_roc_curves': 'evaluation.verification',
+  'reid_metrics': 'evaluation.reid',
+  'retrieval_metrics': 'evaluation.retrieval',
+  'separability_ratio': 'evaluation.geometry',
+  'top_k_accuracy': 'evaluation.classification',
+  'verification_metrics': 'evaluation.verification',
+  'verification_roc': 'evaluation.verification',
+  'write_split_retrieval': 'evaluation.pictures',
+}
+
+__all__ = tuple(_MODULES)
+
+
+def __getattr__(name):
+  if name not in _MODULES:
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  value = getattr(importlib.import_module(_MODULES[name]), name)
+  globals()[name] = value
+  return value
+
+
+def __dir__():
+  return sorted(set(globals()) | set(__all__))

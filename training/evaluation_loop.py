@@ -20,7 +20,6 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 import evaluation
-from evaluation import pictures
 from training import steps as steps_lib
 from training import verification
 
@@ -240,7 +239,7 @@ def evaluate(
     # nearest test images, right or wrong. The images are read from this
     # process's shard of the split, the whole split in a 1-process run.
     if config.input.class_disjoint and jax.process_count() == 1:
-      pictures.write_split_retrieval(
+      evaluation.write_split_retrieval(
         os.path.join(workdir, 'retrieval.png'),
         embeddings,
         labels,
