@@ -122,13 +122,14 @@ def train_and_evaluate(
           guard.check()
           checkpointer.save(step, state)
           guard.last_checkpoint = step
-        if eval_due(step):
+        if eval_due(step) and step < last:  # The last one is the final.
           jax.block_until_ready(state)  # The steps' time is not the eval's.
           start = time.perf_counter()
           writer.write_scalars(step, _scalars(evaluate(state), 'test/'))
           progress.pause(time.perf_counter() - start)
-    results = evaluate(state, final=True, workdir=workdir)
-    results['step'] = int(state.step)
+      results = evaluate(state, final=True, workdir=workdir)
+      results['step'] = int(state.step)
+      writer.write_scalars(results['step'], _scalars(results, 'test/'))
     _write_results(workdir, run, results)
   logging.info('Final evaluation: %s', evaluation_loop.summary(results))
   return results
