@@ -47,7 +47,10 @@ def _env(num_devices):
   return dict(
     os.environ,
     JAX_PLATFORMS='cpu',
-    XLA_FLAGS=f'--xla_force_host_platform_device_count={num_devices}',
+    # One CPU device per process as several; the suite's faster-compiling
+    # fusion emitters (tests/conftest.py).
+    XLA_FLAGS=f'--xla_force_host_platform_device_count={num_devices} '
+    '--xla_cpu_use_fusion_emitters=false',
     JAX_DISABLE_MOST_OPTIMIZATIONS='1',
   )
 

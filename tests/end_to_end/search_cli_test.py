@@ -35,7 +35,11 @@ def test_search_a_folder_with_picture(trained, model, tmp_path):
     ],
     cwd=support.ROOT,
     # One device: the same step, compiled once.
-    env=dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=''),
+    env=dict(
+      os.environ,
+      JAX_PLATFORMS='cpu',
+      XLA_FLAGS='--xla_cpu_use_fusion_emitters=false',
+    ),
     capture_output=True,
     text=True,
     timeout=240,

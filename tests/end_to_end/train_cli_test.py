@@ -11,7 +11,11 @@ from configs import tiny
 from tests import support
 from training import lifecycle, objectives
 
-_ENV = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
+_ENV = dict(
+  os.environ,
+  JAX_PLATFORMS='cpu',
+  XLA_FLAGS='--xla_cpu_use_fusion_emitters=false',
+)
 
 
 def _error_lines(*argv, workdir):
