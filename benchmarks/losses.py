@@ -64,8 +64,8 @@ _SWEEP = flags.DEFINE_list(
 _MAX_DENSE_GIB = flags.DEFINE_float(
   'max_dense_gib',
   4.0,
-  'The sweep runs the dense form only where its compiled temporary memory '
-  'is below this; above, it reports the memory it would need.',
+  'The tables run a loss only where its compiled temporary memory is '
+  'below this; above, they report the memory it would need.',
 )
 _SWEEP_REPS = flags.DEFINE_integer('sweep_reps', 3, 'Timed runs per sweep row.')
 
@@ -193,6 +193,13 @@ def _benchmark_pairwise(batch, dim, block_size, reps, rows):
     hparams = _hparams(objective, block_size)
     fn, args = _objective_case(objective, hparams, x, y, num_classes)
     compiled, temp = _compile(fn, *args)
+    if temp is not None and temp > _MAX_DENSE_GIB.value * 2**30:
+      # E.g. every triplet of the batch at once, [B, B, B]: reported, not
+      # run.
+      rows.append(
+        (objective.name, shape, '–', '–', '–', _mib(temp), _mib(skeleton_temp))
+      )
+      continue
     seconds, skeleton_seconds = _time_interleaved(
       compiled, args, skeleton_compiled, (x, r), reps
     )
