@@ -39,14 +39,14 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   common.set_model(config, 'lenet', embedding_dim=2)  # 2-D feature plots.
 
   # Loss: the config argument picks it; config.loss then holds exactly its
-  # hyperparameters at their defaults (README "Losses" lists each with its
-  # source).
+  # hyperparameters at their defaults (the README's loss table lists each
+  # with its source).
   common.set_loss(config, loss or 'g_softmax')
 
   # Cross-batch memory (Wang et al. 2020, "Cross-Batch Memory for Embedding
   # Learning", XBM): pair-wise losses also score each anchor against the
-  # embeddings of the last `size` examples of earlier steps (README
-  # "Cross-batch memory"). Needs a loss with `uses_memory` (the per-anchor
+  # embeddings of the last `size` examples of earlier steps
+  # (docs/memory.md). Needs a loss with `uses_memory` (the per-anchor
   # pair-wise losses: circle_pairwise, ldmat, triplet and the pair-based
   # baselines of training/objectives/pair_baselines.py).
   config.memory = ml_collections.ConfigDict()

@@ -1,6 +1,6 @@
 r"""Your own images, fine-tuning ImageNet weights as the retrieval papers do.
 
-ROOT/train/<class>/*.png|jpg and ROOT/test/<class>/* (README, "Data"),
+ROOT/train/<class>/*.png|jpg and ROOT/test/<class>/* (docs/data.md),
 prepared once at 224 px. The protocol of configs/retrieval.py (ImageNet
 ResNet-50, new 512-d embedding, random resized crops + flips, AdamW with
 the head at 100x and the backbone frozen for the first epoch, frozen

@@ -5,7 +5,7 @@ the query split against the gallery (``bounding_box_test``) under the
 Market-1501 protocol: ``reid/cmc@1``, ``reid/cmc@5``, ``reid/cmc@10``,
 ``reid/map`` and ``reid/minp`` (training/evaluation_loop.py). On a GPU,
 with the folder as distributed and ImageNet ResNet-50 weights converted
-to safetensors (README, "Pretrained backbones"):
+to safetensors (docs/retrieval_protocol.md, "Pretrained backbones"):
 
   python -m input_pipeline.prepare --dataset=reid_folder \
     --reid_root=$DATA/Market-1501-v15.09.15 --image_size=256,128
@@ -66,8 +66,8 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   # 2048: the dimension of the baseline's features (chosen here as the
   # embedding's).
   common.set_model(config, 'resnet50', embedding_dim=2048, last_stride=1)
-  # Required: the path of ImageNet weights (README, "Pretrained
-  # backbones"); a run without them stops with that message.
+  # Required: the path of ImageNet weights (docs/retrieval_protocol.md,
+  # "Pretrained backbones"); a run without them stops with that message.
   config.model.init_from = None
 
   # Adam(W) at 3.5e-4, weight decay 5e-4, 10 warm-up epochs, x0.1 at

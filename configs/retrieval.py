@@ -61,8 +61,8 @@ def protocol_config(
   common.set_model(
     config, 'resnet50', embedding_dim=512, freeze_batch_norm=freeze_batch_norm
   )
-  # Required: the path of ImageNet weights (README, "Pretrained
-  # backbones"); a run without them stops with that message.
+  # Required: the path of ImageNet weights (docs/retrieval_protocol.md,
+  # "Pretrained backbones"); a run without them stops with that message.
   config.model.init_from = None
 
   # AdamW, weight decay 1e-4, the backbone's learning rate stepped down

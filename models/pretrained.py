@@ -11,7 +11,7 @@ in torchvision's naming.
 
 The naming is torchvision's ResNet ``state_dict``, which timm's ResNets
 share (timm's hub files are safetensors already; a torchvision ``.pth``
-converts with two lines of torch, see the README):
+converts with two lines of torch, see docs/retrieval_protocol.md):
 
 ====================================  =====================================
 torchvision / timm                    `models.ResNet`
@@ -177,8 +177,8 @@ def _read(path: str) -> dict[str, np.ndarray]:
     raise ValueError(
       f'{path!r} is not a safetensors file ({error}). A torch checkpoint '
       '(.pth) converts with torch and safetensors: safetensors.torch.'
-      'save_file(torch.load(PATH, weights_only=True), OUT) (see the README, '
-      '"Pretrained backbones").'
+      'save_file(torch.load(PATH, weights_only=True), OUT) (see docs/'
+      'retrieval_protocol.md).'
     ) from error
   unreadable = sorted(
     f'{name} ({dtype})'

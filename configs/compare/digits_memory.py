@@ -1,6 +1,6 @@
 r"""The pair-wise losses on digits retrieval, without and with the memory.
 
-Cross-batch memory (Wang et al. 2020, XBM; README "Cross-batch memory"):
+Cross-batch memory (Wang et al. 2020, XBM; docs/memory.md):
 the same class-disjoint retrieval task (train on digits 0-4, retrieve among
 5-9) and schedule as configs/compare/digits.py, run twice for every
 pair-wise loss: as is, and with each anchor also scored against a memory
