@@ -2,9 +2,12 @@ r"""Face recognition: IResNet-50 on 112x112 aligned faces, verification sets.
 
 The training set is an image folder, one folder per identity
 (ROOT/train/<identity>/*.jpg, and a few images per identity in
-ROOT/test/<identity>/ for the closed-set metrics); the verification sets
-(insightface's lfw.bin, cfp_fp.bin, agedb_30.bin, or LFW's pairs.txt) are
-listed in config.verification. docs/faces.md gives the commands.
+ROOT/test/<identity>/ for the closed-set metrics), or insightface's MXNet
+RecordIO set (CASIA-WebFace, MS1M: --config.input.name=recordio
+--config.input.recordio=DIR with DIR/train.rec, train.idx); the
+verification sets (insightface's lfw.bin, cfp_fp.bin, agedb_30.bin, or
+LFW's pairs.txt) are listed in config.verification. docs/faces.md gives
+the commands.
 
   python train.py --config=configs/face.py:arcface \
     --config.input.image_folder=/data/casia_webface \
@@ -22,6 +25,8 @@ from configs import common, default
 
 def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   config = default.get_config()
+  # An identity folder (config.input.image_folder); 'recordio' with
+  # config.input.recordio=DIR reads insightface's train.rec/train.idx.
   config.input.name = 'image_folder'
   # Aligned faces, 112x112: arcface_torch's input size (iresnet fc_scale 7x7).
   config.input.image_size = 112

@@ -73,7 +73,9 @@ class Transform:
       image_shape=tuple(image_shape),
       kind=spec.augmentation,
       channels=channels,
-      decode_size=image_size if spec.origin in ('folder', 'reid') else None,
+      decode_size=image_size
+      if spec.origin in ('folder', 'reid', 'recordio')
+      else None,
       normalization=augment.check_normalization(normalization),
     )
 

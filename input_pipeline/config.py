@@ -14,7 +14,7 @@ def default_input_config() -> ml_collections.ConfigDict:
   # cifar10, cifar100, caltech_birds2011, cars196, stanford_online_products,
   # coco (TFDS catalog: prepare first with `python -m input_pipeline.prepare
   # --dataset=NAME --data_dir=DIR`, which downloads); image_folder;
-  # reid_folder.
+  # reid_folder; recordio.
   config.name = 'digits'
   # TFDS data dir. None: $TFDS_DATA_DIR, else ~/tensorflow_datasets. The
   # embedded sets and image folders are prepared here on first use.
@@ -53,6 +53,11 @@ def default_input_config() -> ml_collections.ConfigDict:
   # required.
   config.reid_root = ml_collections.config_dict.placeholder(str)
   config.reid_layout = 'market1501'
+  # For name='recordio': DIR holding an MXNet RecordIO face set as
+  # insightface ships it, train.rec, train.idx and optionally property
+  # (input_pipeline/datasets/recordio.py); read without MXNet, class ids
+  # from the record headers.
+  config.recordio = ml_collections.config_dict.placeholder(str)
   # Pixel scaling after augmentation. None or 'none': pixel / white, in
   # [0, 1]. 'imagenet': what ImageNet-pretrained backbones expect (torchvision,
   # timm): grey images repeated to RGB, then per channel (x - mean) / std

@@ -1,7 +1,8 @@
 """Preparing data sets as array_record in a TFDS data dir, once.
 
-* Embedded sets (digits, digits_multilabel) and image folders are prepared
-  from local files, automatically on first use.
+* Embedded sets (digits, digits_multilabel), image folders, re-id folders
+  and RecordIO face sets are prepared from local files, automatically on
+  first use.
 * Catalog sets are downloaded and prepared only when asked: by
   ``python -m input_pipeline.prepare`` or ``config.input.download=True``.
 
@@ -35,7 +36,13 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from common import locks
-from input_pipeline.datasets import catalog, digits, image_folder, reid_folder
+from input_pipeline.datasets import (
+  catalog,
+  digits,
+  image_folder,
+  recordio,
+  reid_folder,
+)
 
 _EMBEDDED_BUILDERS = {
   'digits': digits.Digits,
@@ -316,6 +323,57 @@ def reid_folder_dir(
   )
 
 
+def recordio_dir(
+  root: str,
+  image_size,
+  data_dir: str,
+  *,
+  timeout: float | None = None,
+) -> str:
+  """The prepared copy of an MXNet RecordIO folder, prepared on first use.
+
+  Args:
+    root: the folder holding ``train.rec``, ``train.idx`` (and optionally
+      ``property``).
+    image_size: the stored side or ``(height, width)``, or None to keep
+      the (common) original size.
+    data_dir: the resolved TFDS data dir.
+    timeout: seconds to wait for another preparer; None: `lock_timeout`.
+
+  Returns:
+    The version directory, readable with ``tfds.builder_from_directory``.
+
+  Raises:
+    recordio.RecordIOError: for a missing file or a corrupt record (naming
+      its index and offset).
+  """
+  listing = recordio.list_recordio(root)
+  image_folder.image_height_width(image_size)  # Raises for a bad size.
+  version_dir = os.path.join(
+    data_dir,
+    recordio.BUILDER_NAME,
+    recordio.config_name(listing, image_size),
+    str(recordio.UserRecordIO.VERSION),
+  )
+
+  def build():
+    # The header scan reads every record: only the preparing process.
+    config = recordio.make_config(listing, image_size)
+    builder = recordio.UserRecordIO(
+      config=config, data_dir=data_dir, file_format=FILE_FORMAT
+    )
+    builder.download_and_prepare(file_format=FILE_FORMAT)
+
+  return prepare_once(
+    version_dir,
+    data_dir,
+    build,
+    origin='folder',
+    purpose=f'preparing RecordIO folder {listing.root}',
+    timeout=timeout,
+  )
+
+
 def download_and_prepare_catalog(
   name: str, data_dir: str, *, timeout: float | None = None
 ) -> str:
@@ -365,6 +423,7 @@ def prepare(
   image_size=None,
   reid_root: str | None = None,
   reid_layout: str = 'market1501',
+  recordio_root: str | None = None,
 ) -> str:
   """Prepares any supported set; catalog sets are downloaded.
 
@@ -376,6 +435,7 @@ def prepare(
       stored image side or ``(height, width)``.
     reid_root: the folder, for ``name='reid_folder'``.
     reid_layout: its layout (`reid_folder.LAYOUTS`).
+    recordio_root: the folder, for ``name='recordio'``.
 
   Returns:
     The prepared version directory.
@@ -401,6 +461,12 @@ def prepare(
         '--reid_root)'
       )
     return reid_folder_dir(reid_root, reid_layout, image_size, data_dir)
+  if spec.origin == 'recordio':
+    if not recordio_root:
+      raise ValueError(
+        "name='recordio' needs the folder (config.input.recordio or --recordio)"
+      )
+    return recordio_dir(recordio_root, image_size, data_dir)
   return download_and_prepare_catalog(name, data_dir)
 
 
@@ -449,6 +515,14 @@ def prepare_input(config: Any) -> str:
       config.get('image_size'),
       data_dir,
     )
+  if spec.origin == 'recordio':
+    root = config.get('recordio')
+    if not root:
+      raise ValueError(
+        "config.input.name='recordio' needs config.input.recordio (DIR "
+        f'holding train.rec and train.idx), received {root!r}'
+      )
+    return recordio_dir(root, config.get('image_size'), data_dir)
   catalog.check_tensorflow(spec)
   try:
     return catalog.check_prepared(spec, data_dir)

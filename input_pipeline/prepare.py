@@ -16,6 +16,8 @@ on first use anyway):
   python -m input_pipeline.prepare --dataset=reid_folder \
       --reid_root=~/Market-1501-v15.09.15 --reid_layout=market1501 \
       --image_size=256,128 --data_dir=~/tfds
+  python -m input_pipeline.prepare --dataset=recordio \
+      --recordio=~/faces_webface_112x112 --data_dir=~/tfds
 
 Without --data_dir: $TFDS_DATA_DIR, else ~/tensorflow_datasets.
 """
@@ -41,7 +43,7 @@ _IMAGE_FOLDER = flags.DEFINE_string(
 _IMAGE_SIZE = flags.DEFINE_list(
   'image_size',
   None,
-  'For --dataset=image_folder or reid_folder: stored image side, or '
+  'For --dataset=image_folder, reid_folder or recordio: stored image side, or '
   'HEIGHT,WIDTH.',
 )
 _REID_ROOT = flags.DEFINE_string(
@@ -52,6 +54,11 @@ _REID_LAYOUT = flags.DEFINE_enum(
   'market1501',
   list(reid_folder.LAYOUTS),
   'For --dataset=reid_folder: its layout.',
+)
+_RECORDIO = flags.DEFINE_string(
+  'recordio',
+  None,
+  'For --dataset=recordio: DIR holding train.rec and train.idx.',
 )
 flags.mark_flag_as_required('dataset')
 
@@ -67,6 +74,7 @@ def main(argv: Sequence[str]) -> None:
     image_size=sizes[0] if len(sizes) == 1 else (sizes or None),
     reid_root=_REID_ROOT.value,
     reid_layout=_REID_LAYOUT.value,
+    recordio_root=_RECORDIO.value,
   )
   print(f'{_DATASET.value} is prepared in {path}')
 

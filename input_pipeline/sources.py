@@ -92,14 +92,15 @@ def _class_names(features: Any, spec: catalog.DataSetSpec):
 def open_set(config: Any) -> OpenedSet:
   """Opens the configured set's train and test splits.
 
-  Embedded sets, image folders and re-id folders are prepared on first
-  use; catalog sets must already be prepared (or `config.download` set).
-  Safe when several processes open a set at once
+  Embedded sets, image folders, re-id folders and RecordIO face sets are
+  prepared on first use; catalog sets must already be prepared (or
+  `config.download` set). Safe when several processes open a set at once
   (`preparation.prepare_once`).
 
   Args:
     config: the input config (``name``, ``data_dir``, ``download``,
-      ``image_folder``, ``reid_root``, ``reid_layout``, ``image_size``).
+      ``image_folder``, ``reid_root``, ``reid_layout``, ``recordio``,
+      ``image_size``).
 
   Returns:
     The opened set (its sources: the spec's splits and eval_splits).
@@ -121,15 +122,15 @@ def open_set(config: Any) -> OpenedSet:
     raw = {
       s: builder.as_data_source(s, deserialize_method=_RAW) for s in splits
     }
-  elif spec.origin in ('folder', 'reid'):
+  elif spec.origin in ('folder', 'reid', 'recordio'):
     builder = tfds.builder_from_directory(version_dir)
     sources = {s: builder.as_data_source(s) for s in splits}
     raw = {
       s: builder.as_data_source(s, deserialize_method=_RAW) for s in splits
     }
     shape = tuple(builder.info.features['image'].shape)
-    if spec.origin == 'reid':
-      # Training identities are the classes; the spec keeps 'reid'.
+    if spec.origin in ('reid', 'recordio'):
+      # Training identities are the classes; the spec keeps its kind.
       spec = dataclasses.replace(
         spec,
         num_classes=int(builder.info.metadata['num_identities']),

@@ -43,7 +43,8 @@ class DataSetSpec:
     tfds_name: the TFDS builder name (with config, e.g. ``'coco/2017'``).
     origin: ``'embedded'`` (prepared offline from sklearn), ``'catalog'``
       (TFDS catalog, prepared by the prepare CLI), ``'folder'`` (the
-      user's image folder) or ``'reid'`` (a re-id set as distributed).
+      user's image folder), ``'reid'`` (a re-id set as distributed) or
+      ``'recordio'`` (an MXNet RecordIO face set).
     splits: TFDS split names for our ``'train'`` and ``'test'``.
     eval_splits: further TFDS splits that evaluation reads by name (re-id:
       ``'query'`` and ``'gallery'``, evaluated one against the other).
@@ -201,6 +202,14 @@ SPECS = {
       camera_key='camera',
       # Query and gallery identities are already disjoint from training's.
       disjoint_pool=None,
+    ),
+    DataSetSpec(
+      name='recordio',
+      tfds_name='user_recordio',
+      origin='recordio',
+      # arcface_torch flips faces; no flip-only kind exists here yet, and
+      # crops would move the aligned landmarks: none.
+      augmentation='none',
     ),
   )
 }
