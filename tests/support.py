@@ -9,6 +9,7 @@ test are used here.
 import json
 import os
 import socket
+import struct
 
 import jax
 import numpy as np
@@ -304,3 +305,85 @@ def prepare_catalog_records(name, data_dir, splits):
   builder = Offline(data_dir=data_dir, file_format=preparation.FILE_FORMAT)
   builder.download_and_prepare(file_format=preparation.FILE_FORMAT)
   return builder.data_dir
+
+
+# MXNet RecordIO (insightface's face sets), written without MXNet.
+
+RECORDIO_MAGIC = struct.pack('<I', 0xCED7230A)
+
+
+def recordio_record(payload: bytes) -> bytes:
+  """One record as dmlc-core writes it, in parts where the payload holds
+  the magic at a 4-byte boundary (flags 1, 2, 3; 0 for a whole one)."""
+  cuts = [
+    i
+    for i in range(0, len(payload) - 3, 4)
+    if payload[i : i + 4] == RECORDIO_MAGIC
+  ]
+  pieces, start = [], 0
+  for cut in cuts:
+    pieces.append(payload[start:cut])
+    start = cut + 4
+  pieces.append(payload[start:])
+  out = b''
+  for number, piece in enumerate(pieces):
+    if len(pieces) == 1:
+      flag = 0
+    else:
+      flag = 1 if number == 0 else 3 if number == len(pieces) - 1 else 2
+    out += RECORDIO_MAGIC + struct.pack('<I', (flag << 29) | len(piece))
+    out += piece + b'\0' * (-len(piece) % 4)
+  return out
+
+
+def pack_recordio(label, image=b'', labels=None, record_id=0):
+  """An IRHeader (flag, label, id, id2) + labels + image, as MXNet packs."""
+  if labels is None:
+    return struct.pack('<IfQQ', 0, label, record_id, 0) + image
+  return (
+    struct.pack('<IfQQ', len(labels), 0.0, record_id, 0)
+    + np.asarray(labels, '<f4').tobytes()
+    + image
+  )
+
+
+def write_recordio(root, payloads):
+  """Writes train.rec and train.idx (``index\\toffset`` lines)."""
+  os.makedirs(root, exist_ok=True)
+  offset, lines = 0, []
+  with open(os.path.join(root, 'train.rec'), 'wb') as rec:
+    for index, payload in enumerate(payloads):
+      lines.append(f'{index}\t{offset}\n')
+      data = recordio_record(payload)
+      rec.write(data)
+      offset += len(data)
+  with open(os.path.join(root, 'train.idx'), 'w') as idx:
+    idx.writelines(lines)
+
+
+def write_recordio_face_set(root, encoded, labels, size):
+  """A face set as insightface's tools lay it out.
+
+  Record 0 is a header with labels (first, last): the images are records
+  1..first-1, the identity records first..last-1 each label their images'
+  range; `property` says ``identities,height,width``.
+
+  Args:
+    root: the folder (train.rec, train.idx, property).
+    encoded: the images' PNG or JPEG bytes.
+    labels: their identities.
+    size: ``(height, width)`` of the images.
+  """
+  first = len(labels) + 1
+  identities = sorted(set(labels))
+  payloads = [pack_recordio(0, labels=(first, first + len(identities)))]
+  payloads += [
+    pack_recordio(label, image, record_id=i + 1)
+    for i, (label, image) in enumerate(zip(labels, encoded, strict=True))
+  ]
+  for identity in identities:
+    where = [i + 1 for i, label in enumerate(labels) if label == identity]
+    payloads.append(pack_recordio(0, labels=(where[0], where[-1] + 1)))
+  write_recordio(root, payloads)
+  with open(os.path.join(root, 'property'), 'w') as file:
+    file.write(f'{len(identities)},{size[0]},{size[1]}')

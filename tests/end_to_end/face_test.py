@@ -1,5 +1,6 @@
-"""configs/face.py end to end: a tiny folder of drawn "faces", a tiny .bin
-verification set in insightface's format, 2 training steps of an IResNet."""
+"""configs/face.py end to end: a tiny RecordIO set of drawn "faces" and a
+tiny .bin verification set, both in insightface's formats, 2 training
+steps of an IResNet."""
 
 import io
 import json
@@ -11,6 +12,7 @@ from PIL import Image, ImageDraw
 
 import train
 from configs import face
+from tests import support
 
 IDENTITIES = 4
 SIZE = 16
@@ -30,12 +32,15 @@ def _face(identity, rng):
 
 
 def _write_faces(root, rng):
-  for split, count in (('train', 4), ('test', 2)):
-    for identity in range(IDENTITIES):
-      folder = os.path.join(root, split, f'id{identity}')
-      os.makedirs(folder, exist_ok=True)
-      for i in range(count):
-        _face(identity, rng).save(os.path.join(folder, f'{i}.jpg'))
+  """The training set as insightface ships it: train.rec / train.idx."""
+  encoded, labels = [], []
+  for identity in range(IDENTITIES):
+    for _ in range(4):
+      buffer = io.BytesIO()
+      _face(identity, rng).save(buffer, format='JPEG')
+      encoded.append(buffer.getvalue())
+      labels.append(identity)
+  support.write_recordio_face_set(root, encoded, labels, (SIZE, SIZE))
 
 
 def _write_bin(path, rng, num_pairs=20):
@@ -57,7 +62,8 @@ def test_face_config_trains_and_verifies(tmp_path):
   _write_faces(str(tmp_path / 'faces'), rng)
   _write_bin(str(tmp_path / 'tiny_lfw.bin'), rng)
   config = face.get_config('arcface')
-  config.input.image_folder = str(tmp_path / 'faces')
+  config.input.name = 'recordio'
+  config.input.recordio = str(tmp_path / 'faces')
   config.input.data_dir = str(tmp_path / 'tfds')
   config.input.image_size = SIZE
   config.input.batch_size = 8

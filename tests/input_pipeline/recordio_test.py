@@ -2,7 +2,6 @@
 
 import io
 import os
-import struct
 
 import numpy as np
 import pytest
@@ -12,54 +11,7 @@ import input_pipeline
 from input_pipeline.datasets import recordio
 from tests import support
 
-_MAGIC = struct.pack('<I', 0xCED7230A)
-
-
-def _record(payload: bytes) -> bytes:
-  """One record as dmlc-core writes it, in parts where the payload holds
-  the magic at a 4-byte boundary (flags 1, 2, 3; 0 for a whole one)."""
-  cuts = [
-    i for i in range(0, len(payload) - 3, 4) if payload[i : i + 4] == _MAGIC
-  ]
-  pieces, start = [], 0
-  for cut in cuts:
-    pieces.append(payload[start:cut])
-    start = cut + 4
-  pieces.append(payload[start:])
-  out = b''
-  for number, piece in enumerate(pieces):
-    if len(pieces) == 1:
-      flag = 0
-    else:
-      flag = 1 if number == 0 else 3 if number == len(pieces) - 1 else 2
-    out += _MAGIC + struct.pack('<I', (flag << 29) | len(piece))
-    out += piece + b'\0' * (-len(piece) % 4)
-  return out
-
-
-def _pack(label, image=b'', labels=None, record_id=0):
-  """An IRHeader (flag, label, id, id2) + labels + image, as MXNet packs."""
-  if labels is None:
-    return struct.pack('<IfQQ', 0, label, record_id, 0) + image
-  return (
-    struct.pack('<IfQQ', len(labels), 0.0, record_id, 0)
-    + np.asarray(labels, '<f4').tobytes()
-    + image
-  )
-
-
-def _write(root, payloads):
-  """Writes train.rec and train.idx (``index\\toffset`` lines)."""
-  os.makedirs(root, exist_ok=True)
-  offset, lines = 0, []
-  with open(os.path.join(root, 'train.rec'), 'wb') as rec:
-    for index, payload in enumerate(payloads):
-      lines.append(f'{index}\t{offset}\n')
-      data = _record(payload)
-      rec.write(data)
-      offset += len(data)
-  with open(os.path.join(root, 'train.idx'), 'w') as idx:
-    idx.writelines(lines)
+_MAGIC = support.RECORDIO_MAGIC
 
 
 def write_face_set(root, labels, size=(6, 5), seed=0):
@@ -79,19 +31,7 @@ def write_face_set(root, labels, size=(6, 5), seed=0):
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format='PNG')
     encoded.append(buffer.getvalue())
-  first = len(labels) + 1
-  identities = sorted(set(labels))
-  payloads = [_pack(0, labels=(first, first + len(identities)))]
-  payloads += [
-    _pack(label, image, record_id=i + 1)
-    for i, (label, image) in enumerate(zip(labels, encoded, strict=True))
-  ]
-  for identity in identities:
-    where = [i + 1 for i, label in enumerate(labels) if label == identity]
-    payloads.append(_pack(0, labels=(where[0], where[-1] + 1)))
-  _write(root, payloads)
-  with open(os.path.join(root, 'property'), 'w') as file:
-    file.write(f'{len(identities)},{size[0]},{size[1]}')
+  support.write_recordio_face_set(root, encoded, labels, size)
   return images
 
 
@@ -145,9 +85,9 @@ def test_record_in_parts_and_label_arrays(tmp_path):
   # A payload holding the magic at a 4-byte boundary is written in three
   # parts; reading puts the magic back. Labels may come as arrays.
   image = b'abcd' + _MAGIC + b'efgh' + _MAGIC + b'ij'
-  payload = _pack(0, image, labels=(5.0, 1.0))
-  _write(str(tmp_path), [b'', payload])
-  assert _record(payload).count(_MAGIC) == 3
+  payload = support.pack_recordio(0, image, labels=(5.0, 1.0))
+  support.write_recordio(str(tmp_path), [b'', payload])
+  assert support.recordio_record(payload).count(_MAGIC) == 3
   offsets = recordio.read_index(str(tmp_path / 'train.idx'))
   with recordio.RecordFile(str(tmp_path / 'train.rec'), offsets) as records:
     header, data = recordio.unpack(records.read(1))
