@@ -14,7 +14,7 @@ def default_input_config() -> ml_collections.ConfigDict:
   # cifar10, cifar100, caltech_birds2011, cars196, stanford_online_products,
   # coco (TFDS catalog: prepare first with `python -m input_pipeline.prepare
   # --dataset=NAME --data_dir=DIR`, which downloads); image_folder;
-  # reid_folder; recordio.
+  # reid_folder; recordio; nuswide, coco2014 (multi-label, as distributed).
   config.name = 'digits'
   # TFDS data dir. None: $TFDS_DATA_DIR, else ~/tensorflow_datasets. The
   # embedded sets and image folders are prepared here on first use.
@@ -58,6 +58,13 @@ def default_input_config() -> ml_collections.ConfigDict:
   # (input_pipeline/datasets/recordio.py); read without MXNet, class ids
   # from the record headers.
   config.recordio = ml_collections.config_dict.placeholder(str)
+  # For name='nuswide': ROOT of NUS-WIDE as released (Concepts81.txt,
+  # ImageList/, Groundtruth/TrainTestLabels/, Flickr/); for
+  # name='coco2014': ROOT holding annotations/instances_{train,val}2014.json,
+  # train2014/ and val2014/ (input_pipeline/datasets/multilabel_folder.py).
+  # config.input.image_size is required.
+  config.nuswide_root = ml_collections.config_dict.placeholder(str)
+  config.coco2014_root = ml_collections.config_dict.placeholder(str)
   # Pixel scaling after augmentation. None or 'none': pixel / white, in
   # [0, 1]. 'imagenet': what ImageNet-pretrained backbones expect (torchvision,
   # timm): grey images repeated to RGB, then per channel (x - mean) / std

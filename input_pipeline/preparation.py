@@ -1,8 +1,8 @@
 """Preparing data sets as array_record in a TFDS data dir, once.
 
-* Embedded sets (digits, digits_multilabel), image folders, re-id folders
-  and RecordIO face sets are prepared from local files, automatically on
-  first use.
+* Embedded sets (digits, digits_multilabel), image folders, re-id folders,
+  RecordIO face sets and the multi-label sets as distributed (NUS-WIDE,
+  MS-COCO 2014) are prepared from local files, automatically on first use.
 * Catalog sets are downloaded and prepared only when asked: by
   ``python -m input_pipeline.prepare`` or ``config.input.download=True``.
 
@@ -40,6 +40,7 @@ from input_pipeline.datasets import (
   catalog,
   digits,
   image_folder,
+  multilabel_folder,
   recordio,
   reid_folder,
 )
@@ -374,6 +375,54 @@ def recordio_dir(
   )
 
 
+def multilabel_folder_dir(
+  layout: str,
+  root: str,
+  image_size,
+  data_dir: str,
+  *,
+  timeout: float | None = None,
+) -> str:
+  """The prepared copy of NUS-WIDE or MS-COCO 2014, prepared on first use.
+
+  Args:
+    layout: ``'nuswide'`` or ``'coco2014'`` (`multilabel_folder.LAYOUTS`).
+    root: the set as distributed (`multilabel_folder.list_layout`).
+    image_size: the stored side or ``(height, width)``; required.
+    data_dir: the resolved TFDS data dir.
+    timeout: seconds to wait for another preparer; None: `lock_timeout`.
+
+  Returns:
+    The version directory, readable with ``tfds.builder_from_directory``.
+
+  Raises:
+    ValueError: for a bad layout, image size or unreadable image.
+  """
+  listing = multilabel_folder.list_layout(root, layout)
+  config = multilabel_folder.make_config(listing, image_size)
+  version_dir = os.path.join(
+    data_dir,
+    multilabel_folder.BUILDER_NAME,
+    config.name,
+    str(multilabel_folder.UserMultilabelFolder.VERSION),
+  )
+
+  def build():
+    builder = multilabel_folder.UserMultilabelFolder(
+      config=config, data_dir=data_dir, file_format=FILE_FORMAT
+    )
+    builder.download_and_prepare(file_format=FILE_FORMAT)
+
+  return prepare_once(
+    version_dir,
+    data_dir,
+    build,
+    origin='folder',
+    purpose=f'preparing {layout} {listing.root}',
+    timeout=timeout,
+  )
+
+
 def download_and_prepare_catalog(
   name: str, data_dir: str, *, timeout: float | None = None
 ) -> str:
@@ -424,6 +473,7 @@ def prepare(
   reid_root: str | None = None,
   reid_layout: str = 'market1501',
   recordio_root: str | None = None,
+  multilabel_root: str | None = None,
 ) -> str:
   """Prepares any supported set; catalog sets are downloaded.
 
@@ -436,6 +486,8 @@ def prepare(
     reid_root: the folder, for ``name='reid_folder'``.
     reid_layout: its layout (`reid_folder.LAYOUTS`).
     recordio_root: the folder, for ``name='recordio'``.
+    multilabel_root: the folder, for ``name='nuswide'`` and
+      ``'coco2014'``.
 
   Returns:
     The prepared version directory.
@@ -467,6 +519,13 @@ def prepare(
         "name='recordio' needs the folder (config.input.recordio or --recordio)"
       )
     return recordio_dir(recordio_root, image_size, data_dir)
+  if spec.origin == 'multilabel':
+    if not multilabel_root:
+      raise ValueError(
+        f'name={name!r} needs the folder (config.input.{name}_root or '
+        '--multilabel_root)'
+      )
+    return multilabel_folder_dir(name, multilabel_root, image_size, data_dir)
   return download_and_prepare_catalog(name, data_dir)
 
 
@@ -523,6 +582,16 @@ def prepare_input(config: Any) -> str:
         f'holding train.rec and train.idx), received {root!r}'
       )
     return recordio_dir(root, config.get('image_size'), data_dir)
+  if spec.origin == 'multilabel':
+    root = config.get(f'{spec.name}_root')
+    if not root:
+      raise ValueError(
+        f'config.input.name={spec.name!r} needs config.input.'
+        f'{spec.name}_root (the set as distributed), received {root!r}'
+      )
+    return multilabel_folder_dir(
+      spec.name, root, config.get('image_size'), data_dir
+    )
   catalog.check_tensorflow(spec)
   try:
     return catalog.check_prepared(spec, data_dir)

@@ -18,6 +18,10 @@ on first use anyway):
       --image_size=256,128 --data_dir=~/tfds
   python -m input_pipeline.prepare --dataset=recordio \
       --recordio=~/faces_webface_112x112 --data_dir=~/tfds
+  python -m input_pipeline.prepare --dataset=nuswide \
+      --multilabel_root=~/NUS-WIDE --image_size=224 --data_dir=~/tfds
+  python -m input_pipeline.prepare --dataset=coco2014 \
+      --multilabel_root=~/coco2014 --image_size=224 --data_dir=~/tfds
 
 Without --data_dir: $TFDS_DATA_DIR, else ~/tensorflow_datasets.
 """
@@ -43,8 +47,8 @@ _IMAGE_FOLDER = flags.DEFINE_string(
 _IMAGE_SIZE = flags.DEFINE_list(
   'image_size',
   None,
-  'For --dataset=image_folder, reid_folder or recordio: stored image side, or '
-  'HEIGHT,WIDTH.',
+  'For --dataset=image_folder, reid_folder, recordio, nuswide or coco2014: '
+  'stored image side, or HEIGHT,WIDTH.',
 )
 _REID_ROOT = flags.DEFINE_string(
   'reid_root', None, 'For --dataset=reid_folder: the folder as distributed.'
@@ -59,6 +63,11 @@ _RECORDIO = flags.DEFINE_string(
   'recordio',
   None,
   'For --dataset=recordio: DIR holding train.rec and train.idx.',
+)
+_MULTILABEL_ROOT = flags.DEFINE_string(
+  'multilabel_root',
+  None,
+  'For --dataset=nuswide or coco2014: the set as distributed.',
 )
 flags.mark_flag_as_required('dataset')
 
@@ -75,6 +84,7 @@ def main(argv: Sequence[str]) -> None:
     reid_root=_REID_ROOT.value,
     reid_layout=_REID_LAYOUT.value,
     recordio_root=_RECORDIO.value,
+    multilabel_root=_MULTILABEL_ROOT.value,
   )
   print(f'{_DATASET.value} is prepared in {path}')
 

@@ -92,15 +92,15 @@ def _class_names(features: Any, spec: catalog.DataSetSpec):
 def open_set(config: Any) -> OpenedSet:
   """Opens the configured set's train and test splits.
 
-  Embedded sets, image folders, re-id folders and RecordIO face sets are
-  prepared on first use; catalog sets must already be prepared (or
-  `config.download` set). Safe when several processes open a set at once
-  (`preparation.prepare_once`).
+  Embedded sets, image folders, re-id folders, RecordIO face sets and the
+  multi-label sets as distributed are prepared on first use; catalog sets
+  must already be prepared (or `config.download` set). Safe when several
+  processes open a set at once (`preparation.prepare_once`).
 
   Args:
     config: the input config (``name``, ``data_dir``, ``download``,
       ``image_folder``, ``reid_root``, ``reid_layout``, ``recordio``,
-      ``image_size``).
+      ``nuswide_root``, ``coco2014_root``, ``image_size``).
 
   Returns:
     The opened set (its sources: the spec's splits and eval_splits).
@@ -122,14 +122,21 @@ def open_set(config: Any) -> OpenedSet:
     raw = {
       s: builder.as_data_source(s, deserialize_method=_RAW) for s in splits
     }
-  elif spec.origin in ('folder', 'reid', 'recordio'):
+  elif spec.origin in ('folder', 'reid', 'recordio', 'multilabel'):
     builder = tfds.builder_from_directory(version_dir)
     sources = {s: builder.as_data_source(s) for s in splits}
     raw = {
       s: builder.as_data_source(s, deserialize_method=_RAW) for s in splits
     }
     shape = tuple(builder.info.features['image'].shape)
-    if spec.origin in ('reid', 'recordio'):
+    if spec.origin == 'multilabel':
+      # Labels counted from the data (81 / 80 as released).
+      spec = dataclasses.replace(
+        spec,
+        num_classes=len(builder.info.metadata['class_names']),
+        image_shape=shape,
+      )
+    elif spec.origin in ('reid', 'recordio'):
       # Training identities are the classes; the spec keeps its kind.
       spec = dataclasses.replace(
         spec,
@@ -163,6 +170,8 @@ def open_set(config: Any) -> OpenedSet:
   class_names = _class_names(features, spec)
   if spec.name == 'digits_multilabel':
     class_names = tuple(str(d) for d in range(spec.num_classes))
+  if spec.origin == 'multilabel':
+    class_names = tuple(str(n) for n in builder.info.metadata['class_names'])
   if class_names is not None and len(class_names) != spec.num_classes:
     raise ValueError(
       f'{spec.name}: the data have {len(class_names)} classes, expected '

@@ -43,8 +43,9 @@ class DataSetSpec:
     tfds_name: the TFDS builder name (with config, e.g. ``'coco/2017'``).
     origin: ``'embedded'`` (prepared offline from sklearn), ``'catalog'``
       (TFDS catalog, prepared by the prepare CLI), ``'folder'`` (the
-      user's image folder), ``'reid'`` (a re-id set as distributed) or
-      ``'recordio'`` (an MXNet RecordIO face set).
+      user's image folder), ``'reid'`` (a re-id set as distributed),
+      ``'recordio'`` (an MXNet RecordIO face set) or ``'multilabel'``
+      (NUS-WIDE or MS-COCO 2014 as distributed).
     splits: TFDS split names for our ``'train'`` and ``'test'``.
     eval_splits: further TFDS splits that evaluation reads by name (re-id:
       ``'query'`` and ``'gallery'``, evaluated one against the other).
@@ -210,6 +211,31 @@ SPECS = {
       # arcface_torch flips faces; no flip-only kind exists here yet, and
       # crops would move the aligned landmarks: none.
       augmentation='none',
+    ),
+    # NUS-WIDE and MS-COCO 2014 as distributed (datasets/
+    # multilabel_folder.py); labels are counted from the data (81 and 80
+    # as released, fewer in tests).
+    DataSetSpec(
+      name='nuswide',
+      tfds_name='user_multilabel_folder',
+      origin='multilabel',
+      label_key='labels',
+      label_format='multi_hot',
+      multilabel=True,
+      augmentation='inception_crop',
+      disjoint_pool=None,
+    ),
+    DataSetSpec(
+      name='coco2014',
+      tfds_name='user_multilabel_folder',
+      origin='multilabel',
+      # The multi-label papers test on val2014.
+      splits=('train', 'validation'),
+      label_key='labels',
+      label_format='multi_hot',
+      multilabel=True,
+      augmentation='inception_crop',
+      disjoint_pool=None,
     ),
   )
 }
