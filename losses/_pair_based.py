@@ -7,9 +7,10 @@ default the batch itself, the anchor's own copy excluded; or a
 cross-batch memory) and returns one value per anchor. The rows are
 independent, so all run in row blocks of bounded memory with
 ``block_size`` (`_pairwise.map_row_blocks`): neither pass then holds more
-than ``block_size * num_reference`` pairwise entries (``block_size *
-num_reference**2`` for the triplet margin loss, whose rows are the
-anchor's (positive, negative) pairs).
+than ``block_size * num_reference`` pairwise entries (times a small
+constant for the angular loss, whose (positive, negative) terms run in
+chunks of positives; the triplet margin loss sums its triplets from sorted
+distances, except with a ``[batch, m, m]`` `triplet_mask`).
 
 The pairwise matrices are built with one matrix product; distances go
 through `_pairwise.safe_sqrt`, so coincident embeddings (an anchor and an
@@ -30,6 +31,9 @@ from losses import _pairwise, checks
 
 _TRIPLETS = ('all', 'semihard', 'hard')
 _DISTANCES = ('euclidean', 'squared_euclidean')
+# Positive columns per step of `angular_loss`'s memory-bounded path: each
+# step holds ``[block_size, _ANGULAR_CHUNK, num_reference]`` terms.
+_ANGULAR_CHUNK = 8
 
 
 # ---------------------------------------------------------------------------
@@ -141,6 +145,48 @@ def _distances(x_rows, reference, distance):
   if distance == 'squared_euclidean':
     return squared
   return _pairwise.safe_sqrt(squared)
+
+
+def _sorted_triplet_sums(d, positive, negative, margin, triplets):
+  r"""``[rows]`` :math:`\sum_{(p, n)} [d_{ap} - d_{an} + m]_+` over `triplets`.
+
+  The negatives' distances of each row are sorted once; a positive's
+  triplets are then a contiguous run of them, found by binary search, and
+  its sum is ``count * (d_ap + m) - (sum of that run)`` from prefix sums:
+  O(m log m) time and O(m) memory per row instead of an ``[m, m]`` table.
+  Each pair in a run has a positive hinge, so the gradient is the hinge's
+  (1 for d_ap, -1 for d_an); the runs' bounds are not differentiated.
+  """
+  fixed = jax.lax.stop_gradient(d)
+  keys = jnp.where(negative, fixed, jnp.inf)
+  order = jnp.argsort(keys, axis=1)
+  sorted_keys = jnp.take_along_axis(keys, order, axis=1)
+  sorted_d = jnp.where(
+    jnp.take_along_axis(negative, order, axis=1),
+    jnp.take_along_axis(d, order, axis=1),
+    0.0,
+  )
+  prefix = jnp.concatenate(
+    [jnp.zeros_like(sorted_d[:, :1]), jnp.cumsum(sorted_d, axis=1)], axis=1
+  )
+  search = jax.vmap(jnp.searchsorted, in_axes=(0, 0, None))
+  if triplets == 'hard':
+    # d_an < d_ap.
+    high = search(sorted_keys, fixed, 'left')
+  else:
+    # d_an < d_ap + m.
+    high = search(sorted_keys, fixed + margin, 'left')
+  if triplets == 'semihard':
+    # d_ap < d_an.
+    low = search(sorted_keys, fixed, 'right')
+    low = jnp.minimum(low, high)
+  else:
+    low = jnp.zeros_like(high)
+  run = jnp.take_along_axis(prefix, high, axis=1) - jnp.take_along_axis(
+    prefix, low, axis=1
+  )
+  total = (high - low).astype(d.dtype) * (d + margin) - run
+  return jnp.sum(jnp.where(positive, total, 0.0), axis=1)
 
 
 def _check_common(normalize, distance=None):
@@ -546,9 +592,12 @@ def triplet_margin_loss(
   squared distance of L2-normalised embeddings with :math:`m = 0.2`
   (``squared=True, normalize=True``).
 
-  Each row holds ``[rows, num_reference, num_reference]`` triplets: a
-  `block_size` of a few anchors bounds the memory. 0 for an anchor without
-  a positive or a negative.
+  Without `triplet_mask`, each anchor's triplet sum comes from its sorted
+  negative distances and their prefix sums: O(num_reference) memory per
+  anchor, so ``[rows, num_reference]`` per block. A `triplet_mask` is
+  ``[batch, num_reference, num_reference]`` and so is the evaluation then:
+  a `block_size` of a few anchors bounds the memory. 0 for an anchor
+  without a positive or a negative.
 
   Args:
     embeddings: ``[batch, dim]`` floating anchors.
@@ -604,6 +653,12 @@ def triplet_margin_loss(
 
   def triplet_rows(x_rows, reference, positive, negative, mask_rows=None):
     d = _distances(x_rows, reference, distance)
+    count = jnp.sum(positive, axis=1) * jnp.sum(negative, axis=1)
+    count = jnp.maximum(count, 1).astype(d.dtype)
+    if mask_rows is None:
+      return (
+        _sorted_triplet_sums(d, positive, negative, margin, triplets) / count
+      )
     # [rows, positive column, negative column].
     excess = d[:, :, None] - d[:, None, :] + margin
     selected = positive[:, :, None] & negative[:, None, :]
@@ -616,10 +671,7 @@ def triplet_margin_loss(
     if mask_rows is not None:
       selected = selected & mask_rows
     hinge = jnp.where(selected, jax.nn.relu(excess), 0.0)
-    count = jnp.sum(positive, axis=1) * jnp.sum(negative, axis=1)
-    return jnp.sum(hinge, axis=(1, 2)) / jnp.maximum(count, 1).astype(
-      hinge.dtype
-    )
+    return jnp.sum(hinge, axis=(1, 2)) / count
 
   if triplet_mask is None:
     return _pair_rows(
@@ -689,9 +741,10 @@ def angular_loss(
   batch), except that it leaves the negatives :math:`x_n` unnormalised: on
   unit-norm inputs the values agree and so do the gradients' components
   tangent to the sphere. The paper's combination with the N-pair loss is
-  not included. 0 for an anchor without a positive or a negative. Each row holds
-  ``[rows, num_reference, num_reference]`` (positive, negative) terms: a
-  `block_size` of a few anchors bounds the memory.
+  not included. 0 for an anchor without a positive or a negative. Without
+  `block_size` all ``[batch, num_reference, num_reference]`` (positive,
+  negative) terms are held at once; with it, ``[block_size, 8,
+  num_reference]`` at a time (the positives in chunks of 8).
 
   Args:
     embeddings: ``[batch, dim]`` floating anchors; L2-normalised here.
@@ -727,18 +780,41 @@ def angular_loss(
     alpha, 'alpha', 0.0, 90.0, low_inclusive=False, high_inclusive=False
   )
 
-  def terms(x_rows, reference, s, positive, negative):
-    tan_squared = jnp.tan(jnp.asarray(alpha, s.dtype) * (math.pi / 180.0)) ** 2
+  def positive_terms(reference, s, negative, tan_squared, columns):
+    """``[rows, len(columns)]`` terms of the positives `columns` (None: all)."""
+    positives = reference if columns is None else reference[columns]
+    s_positives = s if columns is None else s[:, columns]
     # (x_a + x_p)^T x_n = s_an + (x_p^T x_n): [rows, p, n].
-    reference_products = jnp.matmul(reference, reference.T)
+    reference_products = jnp.matmul(positives, reference.T)
     f = (
       4.0 * tan_squared * (s[:, None, :] + reference_products[None, :, :])
-      - 2.0 * (1.0 + tan_squared) * s[:, :, None]
+      - 2.0 * (1.0 + tan_squared) * s_positives[:, :, None]
     )
     mask = jnp.broadcast_to(negative[:, None, :], f.shape)
     flat = f.reshape(-1, f.shape[-1])
     values = _masked_logsumexp(flat, mask.reshape(flat.shape), add_one=True)
     return values.reshape(f.shape[:2])
+
+  def terms(x_rows, reference, s, positive, negative):
+    tan_squared = jnp.tan(jnp.asarray(alpha, s.dtype) * (math.pi / 180.0)) ** 2
+    num_reference = reference.shape[0]
+    if block_size is None:
+      return positive_terms(reference, s, negative, tan_squared, None)
+    # The memory-bounded path: the positive columns in chunks of
+    # _ANGULAR_CHUNK, each a [rows, chunk, num_reference] table recomputed
+    # in the backward pass.
+    chunk = min(_ANGULAR_CHUNK, num_reference)
+    num_chunks = -(-num_reference // chunk)
+    # The last chunk is completed with column 0; its terms are discarded.
+    columns = jnp.arange(num_chunks * chunk) % num_reference
+    chunk_terms = jax.checkpoint(
+      lambda columns_: positive_terms(
+        reference, s, negative, tan_squared, columns_
+      )
+    )
+    values = jax.lax.map(chunk_terms, columns.reshape(num_chunks, chunk))
+    values = jnp.moveaxis(values, 0, 1).reshape(s.shape[0], -1)
+    return values[:, :num_reference]
 
   return _pair_rows(
     _per_positive(terms),
