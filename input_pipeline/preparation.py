@@ -166,7 +166,9 @@ def prepare_once(
       build()  # TFDS prints the download's size: the user may cancel.
     else:
       # Local files have no download size; TFDS would print "Unknown size".
-      logging.info('Preparing %s into %s (once).', purpose, version_dir)
+      logging.info(
+        '%s into %s (once).', purpose[:1].upper() + purpose[1:], version_dir
+      )
       with contextlib.redirect_stdout(io.StringIO()):
         build()
     if not is_prepared(version_dir):
@@ -196,7 +198,6 @@ def prepare_embedded(
   )
 
   def build():
-    logging.info('Preparing %s in %s (offline).', name, version_dir)
     builder = builder_cls(data_dir=data_dir, file_format=FILE_FORMAT)
     builder.download_and_prepare(file_format=FILE_FORMAT)
 
@@ -229,6 +230,50 @@ def embedded_builder(
   return _EMBEDDED_BUILDERS[name](data_dir=data_dir, file_format=FILE_FORMAT)
 
 
+def _prepare_user_set(
+  builder_class,
+  config_name: str,
+  make_config: Callable[[], Any],
+  data_dir: str,
+  *,
+  purpose: str,
+  timeout: float | None,
+) -> str:
+  """A data set of the user's files, prepared once (`prepare_once`).
+
+  Args:
+    builder_class: its TFDS builder (image folder, re-id folder, RecordIO,
+      multi-label folder).
+    config_name: the name of its BuilderConfig: the files' fingerprint.
+    make_config: builds the BuilderConfig; called by the preparing process
+      only (a RecordIO header scan reads every record).
+    data_dir: the resolved TFDS data dir.
+    purpose: what is prepared, for the lock's holder record.
+    timeout: seconds to wait for another preparer; None: `lock_timeout`.
+
+  Returns:
+    The version directory, readable with ``tfds.builder_from_directory``.
+  """
+  version_dir = os.path.join(
+    data_dir, builder_class.name, config_name, str(builder_class.VERSION)
+  )
+
+  def build():
+    builder = builder_class(
+      config=make_config(), data_dir=data_dir, file_format=FILE_FORMAT
+    )
+    builder.download_and_prepare(file_format=FILE_FORMAT)
+
+  return prepare_once(
+    version_dir,
+    data_dir,
+    build,
+    origin='folder',
+    purpose=purpose,
+    timeout=timeout,
+  )
+
+
 def image_folder_dir(
   root: str,
   image_size: int | None,
@@ -251,26 +296,11 @@ def image_folder_dir(
     ValueError: for a bad layout or an unreadable image (naming its path).
   """
   listing = image_folder.list_folder(root)
-  version_dir = os.path.join(
-    data_dir,
-    image_folder.BUILDER_NAME,
+  return _prepare_user_set(
+    image_folder.UserImageFolder,
     image_folder.config_name(listing, image_size),
-    str(image_folder.UserImageFolder.VERSION),
-  )
-
-  def build():
-    config = image_folder.make_config(root, image_size)
-    builder = image_folder.UserImageFolder(
-      config=config, data_dir=data_dir, file_format=FILE_FORMAT
-    )
-    logging.info('Preparing image folder %s in %s.', root, version_dir)
-    builder.download_and_prepare(file_format=FILE_FORMAT)
-
-  return prepare_once(
-    version_dir,
+    lambda: image_folder.make_config(root, image_size),
     data_dir,
-    build,
-    origin='folder',
     purpose=f'preparing image folder {listing.root}',
     timeout=timeout,
   )
@@ -301,24 +331,11 @@ def reid_folder_dir(
   """
   listing = reid_folder.list_reid_folder(root, layout)
   config = reid_folder.make_config(listing, image_size)
-  version_dir = os.path.join(
-    data_dir,
-    reid_folder.BUILDER_NAME,
+  return _prepare_user_set(
+    reid_folder.UserReidFolder,
     config.name,
-    str(reid_folder.UserReidFolder.VERSION),
-  )
-
-  def build():
-    builder = reid_folder.UserReidFolder(
-      config=config, data_dir=data_dir, file_format=FILE_FORMAT
-    )
-    builder.download_and_prepare(file_format=FILE_FORMAT)
-
-  return prepare_once(
-    version_dir,
+    lambda: config,
     data_dir,
-    build,
-    origin='folder',
     purpose=f'preparing re-id folder {listing.root} ({layout})',
     timeout=timeout,
   )
@@ -350,26 +367,12 @@ def recordio_dir(
   """
   listing = recordio.list_recordio(root)
   image_folder.image_height_width(image_size)  # Raises for a bad size.
-  version_dir = os.path.join(
-    data_dir,
-    recordio.BUILDER_NAME,
+  return _prepare_user_set(
+    recordio.UserRecordIO,
     recordio.config_name(listing, image_size),
-    str(recordio.UserRecordIO.VERSION),
-  )
-
-  def build():
     # The header scan reads every record: only the preparing process.
-    config = recordio.make_config(listing, image_size)
-    builder = recordio.UserRecordIO(
-      config=config, data_dir=data_dir, file_format=FILE_FORMAT
-    )
-    builder.download_and_prepare(file_format=FILE_FORMAT)
-
-  return prepare_once(
-    version_dir,
+    lambda: recordio.make_config(listing, image_size),
     data_dir,
-    build,
-    origin='folder',
     purpose=f'preparing RecordIO folder {listing.root}',
     timeout=timeout,
   )
@@ -400,24 +403,11 @@ def multilabel_folder_dir(
   """
   listing = multilabel_folder.list_layout(root, layout)
   config = multilabel_folder.make_config(listing, image_size)
-  version_dir = os.path.join(
-    data_dir,
-    multilabel_folder.BUILDER_NAME,
+  return _prepare_user_set(
+    multilabel_folder.UserMultilabelFolder,
     config.name,
-    str(multilabel_folder.UserMultilabelFolder.VERSION),
-  )
-
-  def build():
-    builder = multilabel_folder.UserMultilabelFolder(
-      config=config, data_dir=data_dir, file_format=FILE_FORMAT
-    )
-    builder.download_and_prepare(file_format=FILE_FORMAT)
-
-  return prepare_once(
-    version_dir,
+    lambda: config,
     data_dir,
-    build,
-    origin='folder',
     purpose=f'preparing {layout} {listing.root}',
     timeout=timeout,
   )
