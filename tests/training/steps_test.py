@@ -39,7 +39,9 @@ def _run(loss_name, devices, parallelism='pmap'):
   backbone = models.get_model(
     'lenet',
     embedding_dim=8,
-    stage_filters=(4, 8),
+    # One stage has every kind of layer (convolution, BatchNorm, PReLU,
+    # pooling, the Dense embedding) and compiles in about half the time.
+    stage_filters=(4,),
     bn_axis_name=steps_lib.AXIS_NAME,
   )
   model = heads.EmbeddingModel(
