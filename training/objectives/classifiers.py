@@ -12,29 +12,16 @@ from models import heads
 from training.objectives.interface import (
   Hyperparameter,
   Objective,
+  class_weight_cosines,
+  class_weights_head,
+  logits_scores,
   per_example,
 )
-
-
-def _logits(embeddings, outputs, hparams):
-  del embeddings, hparams
-  return outputs['logits']
-
-
-def _cosines(embeddings, outputs, hparams):
-  # Normalised losses predict by the cosine to each class vector.
-  del hparams
-  return losses.pairwise_cosine_similarity(embeddings, outputs['class_weights'])
 
 
 def _logits_head(num_classes, hparams):
   del hparams
   return heads.LogitsHead(num_classes)
-
-
-def _class_weights_head(num_classes, hparams):
-  del hparams
-  return heads.ClassWeightsHead(num_classes)
 
 
 def _softmax(inputs, hparams):
@@ -94,15 +81,15 @@ OBJECTIVES = (
     hyperparameters={},
     make_head=_logits_head,
     loss=_softmax,
-    scores=_logits,
+    scores=logits_scores,
   ),
   Objective(
     name='virtual_softmax',
     paper='Chen et al. 2018',
     hyperparameters={},
-    make_head=_class_weights_head,
+    make_head=class_weights_head,
     loss=_virtual_softmax,
-    scores=_logits,
+    scores=logits_scores,
   ),
   Objective(
     name='normface',
@@ -116,9 +103,9 @@ OBJECTIVES = (
         doc=_SCALE_DOC,
       ),
     },
-    make_head=_class_weights_head,
+    make_head=class_weights_head,
     loss=_class_weights_loss(losses.normalized_softmax_cross_entropy),
-    scores=_cosines,
+    scores=class_weight_cosines,
   ),
   Objective(
     name='cosface',
@@ -135,9 +122,9 @@ OBJECTIVES = (
         doc='m, subtracted from the target cosine',
       ),
     },
-    make_head=_class_weights_head,
+    make_head=class_weights_head,
     loss=_class_weights_loss(losses.cosface_loss),
-    scores=_cosines,
+    scores=class_weight_cosines,
   ),
   Objective(
     name='arcface',
@@ -154,9 +141,9 @@ OBJECTIVES = (
         doc='m, added to the target angle (radians)',
       ),
     },
-    make_head=_class_weights_head,
+    make_head=class_weights_head,
     loss=_class_weights_loss(losses.arcface_loss),
-    scores=_cosines,
+    scores=class_weight_cosines,
   ),
   Objective(
     name='circle_class',
@@ -173,9 +160,9 @@ OBJECTIVES = (
         doc='gamma, the scale factor',
       ),
     },
-    make_head=_class_weights_head,
+    make_head=class_weights_head,
     loss=_class_weights_loss(losses.circle_loss_class_level),
-    scores=_cosines,
+    scores=class_weight_cosines,
   ),
   Objective(
     name='center',
@@ -189,6 +176,6 @@ OBJECTIVES = (
     },
     make_head=lambda num_classes, hparams: heads.CentersHead(num_classes),
     loss=_center,
-    scores=_logits,
+    scores=logits_scores,
   ),
 )

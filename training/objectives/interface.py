@@ -15,6 +15,9 @@ from typing import Any, Literal, NamedTuple
 import flax.linen as nn
 import jax
 
+import losses
+from models import heads
+
 # Resolved hyperparameters: a frozen ConfigDict read by attribute
 # (``hparams.margin``).
 HParams = Any
@@ -277,3 +280,25 @@ def batch_loss_terms(
     total_weight = jax.lax.psum(total_weight, axis_name)
   loss = jax.numpy.sum(weights * values) / jax.numpy.maximum(total_weight, 1.0)
   return loss, {}
+
+
+# Heads and scores that several objectives share.
+
+
+def class_weights_head(num_classes: int, hparams: HParams) -> nn.Module:
+  """A `make_head`: bias-free class weights (proxies) ``[C, dim]``."""
+  del hparams
+  return heads.ClassWeightsHead(num_classes)
+
+
+def logits_scores(embeddings, outputs, hparams) -> jax.Array:
+  """A `ScoresFn`: the head's ``logits``."""
+  del embeddings, hparams
+  return outputs['logits']
+
+
+def class_weight_cosines(embeddings, outputs, hparams) -> jax.Array:
+  """A `ScoresFn`: the cosine to each class weight (proxy); the closest
+  class vector, by angle, is the prediction."""
+  del hparams
+  return losses.pairwise_cosine_similarity(embeddings, outputs['class_weights'])

@@ -12,26 +12,11 @@ from models import heads
 from training.objectives.interface import (
   Hyperparameter,
   Objective,
+  class_weight_cosines,
+  class_weights_head,
+  logits_scores,
   per_example,
 )
-
-
-def _class_weights_head(num_classes, hparams):
-  del hparams
-  return heads.ClassWeightsHead(num_classes)
-
-
-def _logits(embeddings, outputs, hparams):
-  # L-Softmax predicts with the plain inner products (the official code's
-  # test phase).
-  del embeddings, hparams
-  return outputs['logits']
-
-
-def _cosines(embeddings, outputs, hparams):
-  # SphereFace predicts by the angle to each (unit) class weight.
-  del hparams
-  return losses.pairwise_cosine_similarity(embeddings, outputs['class_weights'])
 
 
 def _margin_loss(loss_fn):
@@ -99,9 +84,9 @@ OBJECTIVES = (
         'margin one',
       ),
     },
-    make_head=_class_weights_head,
+    make_head=class_weights_head,
     loss=_margin_loss(losses.large_margin_softmax_loss),
-    scores=_logits,
+    scores=logits_scores,
   ),
   Objective(
     name='sphereface',
@@ -122,9 +107,9 @@ OBJECTIVES = (
         'margin one',
       ),
     },
-    make_head=_class_weights_head,
+    make_head=class_weights_head,
     loss=_margin_loss(losses.sphereface_loss),
-    scores=_cosines,
+    scores=class_weight_cosines,
   ),
   Objective(
     name='subcenter_arcface',

@@ -7,11 +7,12 @@ loss and gradients exactly.
 """
 
 import losses
-from models import heads
 from training.objectives.interface import (
   Hyperparameter,
   Objective,
   batch_level,
+  class_weight_cosines,
+  class_weights_head,
 )
 
 _PAPER = 'paper: Kim et al. 2020, implementation details'
@@ -30,11 +31,6 @@ def _loss(inputs, hparams):
   )
 
 
-def _scores(embeddings, outputs, hparams):
-  del hparams
-  return losses.pairwise_cosine_similarity(embeddings, outputs['class_weights'])
-
-
 OBJECTIVES = (
   Objective(
     name='proxy_anchor',
@@ -45,9 +41,9 @@ OBJECTIVES = (
       ),
       'alpha': Hyperparameter(32.0, source=_PAPER, doc='alpha, the scale'),
     },
-    make_head=lambda num_classes, hparams: heads.ClassWeightsHead(num_classes),
+    make_head=class_weights_head,
     loss=_loss,
-    scores=_scores,
+    scores=class_weight_cosines,
     reference='global_batch',
   ),
 )

@@ -13,6 +13,8 @@ from models import heads
 from training.objectives.interface import (
   Hyperparameter,
   Objective,
+  class_weight_cosines,
+  class_weights_head,
   per_example,
 )
 
@@ -27,12 +29,6 @@ def _proxy_nca(inputs, hparams):
       exclude_positive=hparams.exclude_positive,
     )
   )
-
-
-def _proxy_cosines(embeddings, outputs, hparams):
-  # The closest unit proxy is the one of largest cosine.
-  del hparams
-  return losses.pairwise_cosine_similarity(embeddings, outputs['class_weights'])
 
 
 def _soft_triple(inputs, hparams):
@@ -79,9 +75,9 @@ OBJECTIVES = (
         doc='leave the positive proxy out of the softmax denominator',
       ),
     },
-    make_head=lambda num_classes, hparams: heads.ClassWeightsHead(num_classes),
+    make_head=class_weights_head,
     loss=_proxy_nca,
-    scores=_proxy_cosines,
+    scores=class_weight_cosines,
   ),
   Objective(
     name='soft_triple',
