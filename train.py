@@ -89,7 +89,9 @@ def train_and_evaluate(
     refresh_due = periodic.Every(run.refresh_every_steps, last_step=0)
     memory_from = config.memory.warmup_steps + 1 if config.memory.size else 0
     guard = periodic.LossGuard(start_step, checkpointer.latest_step())
-    progress = periodic.ReportProgress(last, writer, start_step=start_step)
+    progress = periodic.ReportProgress(
+      last, writer, guard, start_step=start_step
+    )
     batches = run.dataset.train_batches(start_step)
     for hook in hooks:
       hook(start_step, state, steps)
@@ -110,6 +112,7 @@ def train_and_evaluate(
         if refresh_due(step):
           state = run.refresh(state, steps)
         if preemption.reached(step):
+          progress.flush()
           guard.check()
           checkpointer.save(step, state)
           logging.warning(
@@ -117,7 +120,7 @@ def train_and_evaluate(
           )
           return {'preempted_at_step': step}
         if log_due(step):
-          progress(step, guard.check(), metrics)
+          progress(step, metrics)
         if checkpoint_due(step):
           guard.check()
           checkpointer.save(step, state)

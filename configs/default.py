@@ -89,6 +89,8 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   # Length and bookkeeping. Steps of 0 mean "one epoch" where it applies.
   config.num_epochs = 30
   config.num_train_steps = 0  # > 0 overrides num_epochs.
+  # Reported one period late (training/periodic.py): the read never drains
+  # the device's queue.
   config.log_every_steps = 20
   config.eval_every_steps = 0  # 0: every epoch.
   config.checkpoint_every_steps = 200

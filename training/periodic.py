@@ -51,12 +51,21 @@ class LossGuard:
   def add(self, step: int, metrics) -> None:
     self._pending.append((step, metrics['loss']))
 
-  def check(self) -> float | None:
-    """The newest loss; raises FloatingPointError at a non-finite one."""
-    if not self._pending:
+  def check(self, through: int | None = None) -> float | None:
+    """Reads the pending losses of the steps up to `through` (all: None).
+
+    Returns the newest loss read (None when none is pending); raises
+    FloatingPointError at a non-finite one.
+    """
+    ready = [
+      (step, loss)
+      for step, loss in self._pending
+      if through is None or step <= through
+    ]
+    if not ready:
       return None
-    values = steps_lib.to_host([loss for _, loss in self._pending])
-    for (step, _), value in zip(self._pending, values, strict=True):
+    values = steps_lib.to_host([loss for _, loss in ready])
+    for (step, _), value in zip(ready, values, strict=True):
       if not np.isfinite(value):
         where = (
           f'the newest checkpoint (step {self.last_checkpoint}) is intact'
@@ -67,8 +76,8 @@ class LossGuard:
           f'Non-finite loss ({value}) at step {step}; stopping. '
           f'Nothing after step {self.last_good_step} was saved and {where}.'
         )
-    self.last_good_step = self._pending[-1][0]
-    self._pending = []
+    self.last_good_step = ready[-1][0]
+    self._pending = self._pending[len(ready) :]
     return float(values[-1])
 
 
@@ -79,22 +88,46 @@ class ReportProgress:
   the steps since the previous line, evaluations left out (`pause`); the
   first line of a run gives the time its first steps took instead, which
   includes compiling the step.
+
+  Reading a step's values makes the host wait until the device has finished
+  it, and a device that finishes the steps queued behind it meanwhile runs
+  dry. So a log step is reported at the next one (the last step at once):
+  by then its values are ready, and the steps dispatched since keep the
+  device busy while they are read.
   """
 
-  def __init__(self, num_train_steps: int, writer, *, start_step: int):
+  def __init__(
+    self, num_train_steps: int, writer, guard: LossGuard, *, start_step: int
+  ):
     self._num_train_steps = num_train_steps
     self._writer = writer
+    self._guard = guard
     self._last_step = start_step
     self._last_time = time.perf_counter()
     self._paused = 0.0
     self._first = True
+    self._due: list[tuple[int, Any]] = []
 
   def pause(self, seconds: float) -> None:
     """Leaves `seconds` (e.g. an evaluation) out of the next rate."""
     self._paused += seconds
 
-  def __call__(self, step: int, loss: float, metrics) -> None:
-    """Reports `step`; `loss` has been read, so the step has finished."""
+  def __call__(self, step: int, metrics) -> None:
+    """At a log step: reports the previous one (both at the last step)."""
+    self._due.append((step, metrics))
+    keep = 0 if step == self._num_train_steps else 1
+    while len(self._due) > keep:
+      self._report(*self._due.pop(0))
+
+  def flush(self) -> None:
+    """Reports the log steps not reported yet (before stopping early)."""
+    while self._due:
+      self._report(*self._due.pop(0))
+
+  def _report(self, step: int, metrics) -> None:
+    loss = self._guard.check(through=step)
+    if loss is None:  # A checkpoint read it; the metrics hold it too.
+      loss = float(steps_lib.to_host(metrics['loss']))
     now = time.perf_counter()
     elapsed = max(now - self._last_time - self._paused, 1e-9)
     steps_per_second = (step - self._last_step) / elapsed
