@@ -24,12 +24,17 @@ its code github.com/michuanhaohao/reid-strong-baseline, named "the
 baseline" below), each number with its source beside it. Differences,
 kept on purpose:
 
-* BNNeck (the baseline's BatchNorm between the pooled feature, which the
-  metric loss sees, and the classifier, whose input is evaluated) is not
-  implemented: a loss here sees the embedding its head sees, and
-  splitting them would change the model, head and evaluation contract.
-* The baseline trains ID (softmax with label smoothing) + triplet +
-  centre losses together; here one loss, Circle pair-wise by default.
+* BNNeck (``config.model.bnneck``, models/heads.py, EmbeddingModel) is
+  on where the loss's head is a classifier or none: pair-wise losses see
+  the embedding before its BatchNorm, the bias-free classifier the one
+  after it, and evaluation embeds the one after it. Losses of class
+  vectors (CosFace, ArcFace, proxies, vMF) train without it. With a
+  pair-wise loss alone, the BatchNorm's scale gets no gradient: the
+  evaluated feature is the embedding standardised by running statistics.
+* The baseline trains ID (softmax with label smoothing) + triplet (margin
+  0.3) together, or + centre loss; here Circle pair-wise by default, and
+  ``:softmax+triplet`` is the baseline's pair without label smoothing
+  (margin 0.3 set below).
 * A Dense embedding layer follows the pooled features (every backbone
   here ends in one); the baseline uses the 2048-d pooled features.
 * AdamW's decoupled weight decay instead of Adam's L2 term.
@@ -38,6 +43,8 @@ kept on purpose:
 import ml_collections
 
 from configs import common, default
+from models import heads
+from training import objectives
 
 
 def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
@@ -93,6 +100,12 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   config.write_plots = False  # 2-D plots say nothing of 2048-d features.
 
   common.set_loss(config, loss or 'circle_pairwise')
+  # BNNeck: the baseline's MODEL.NECK 'bnneck', TEST.NECK_FEAT 'after'
+  # (config/defaults.py), for the losses it fits (see the docstring).
+  config.model.bnneck = _bnneck_fits(config.loss.name)
+  if config.loss.name == 'softmax+triplet':
+    # The baseline's triplet margin (SOLVER.MARGIN 0.3, config/defaults.py).
+    config.loss.triplet.margin = 0.3
   if config.loss.name == 'circle_pairwise':
     # The re-id setting of Circle loss (Sun et al. 2020): m = 0.25,
     # gamma = 128, as pytorch-metric-learning's docstring quotes the paper
@@ -101,3 +114,15 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
     config.loss.margin = 0.25
     config.loss.gamma = 128.0
   return config
+
+
+def _bnneck_fits(loss: str) -> bool:
+  """Whether the loss's head is one BNNeck can precede (a classifier or
+  none); `heads.without_classifier_bias` refuses the others."""
+  objective = objectives.get_objective(loss)
+  hparams = objectives.resolve_hparams(objective, objectives.loss_config(loss))
+  try:
+    heads.without_classifier_bias(objective.make_head(1, hparams))
+  except ValueError:
+    return False
+  return True

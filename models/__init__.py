@@ -55,8 +55,9 @@ MODEL_NAMES = tuple(sorted(_REGISTRY))
 _SET_BY_TRAINING = ('bn_axis_name',)
 
 # Fields of config.model that are not backbone attributes: the training
-# system reads them (train.py) and does not pass them to `get_model`.
-CONFIG_ONLY_FIELDS = ('init_from',)
+# system reads them (training/experiment.py) and does not pass them to
+# `get_model`.
+CONFIG_ONLY_FIELDS = ('init_from', 'bnneck')
 
 
 def get_model(name: str, **kwargs) -> nn.Module:
@@ -111,7 +112,7 @@ def attribute_names(name: str) -> frozenset[str]:
   """The fields of ``config.model`` for backbone `name` besides ``name``.
 
   The backbone's attributes a config may set, and `CONFIG_ONLY_FIELDS`
-  (``init_from``).
+  (``init_from``, ``bnneck``).
   """
   if name not in _REGISTRY:
     get_model(name)  # Raises the error listing the valid names.
@@ -135,6 +136,12 @@ def model_config(name: str) -> ml_collections.ConfigDict:
   run restores its checkpoint instead. The input must then be scaled as
   the weights expect: ``config.input.normalization`` (input_pipeline/
   config.py).
+
+  ``bnneck`` (False by default) puts Luo et al. 2019's BNNeck, a
+  BatchNorm without shift, between the embedding and the loss's head
+  (`heads.EmbeddingModel`): losses reading the embedding see it before
+  the BatchNorm, the head's classifier (made bias-free) after it, and
+  evaluation embeds the feature after it.
   """
   if name not in _REGISTRY:
     get_model(name)
@@ -152,6 +159,7 @@ def model_config(name: str) -> ml_collections.ConfigDict:
     else:
       config[field.name] = field.default
   config.init_from = ml_collections.config_dict.placeholder(str)
+  config.bnneck = False
   return config
 
 

@@ -176,6 +176,6 @@ def test_command_line_names_valid_backbone_attributes():
     _parse(*argv)
   assert cli.unknown_override_message(argv) == (
     '--config.model.stage_filterz: config.model has no field '
-    "'stage_filterz'; its fields: bn_momentum, dtype, embedding_dim, "
+    "'stage_filterz'; its fields: bn_momentum, bnneck, dtype, embedding_dim, "
     'freeze_batch_norm, init_from, name, stage_filters'
   )

@@ -30,6 +30,9 @@ _IDENTITY_FIELDS = (
 # Parts of the fields above that are not identity: where a new run's
 # weights came from (a resumed run restores its own; the file may be gone).
 _NOT_IDENTITY = {'model': ('init_from',)}
+# Fields at the value they had before they existed: dropped from the
+# identity, so that checkpoints written before then stay compatible.
+_DEFAULT_AS_ABSENT = {'model': {'bnneck': False}}
 # Values that mean the same as None: 'none' and None both keep pixels in
 # [0, 1].
 _SAME_AS_NONE = {'input.normalization': ('none',)}
@@ -43,6 +46,9 @@ def _lookup(config: ml_collections.ConfigDict, dotted: str) -> Any:
     value = value.to_dict()
     for key in _NOT_IDENTITY.get(dotted, ()):
       value.pop(key, None)
+    for key, default in _DEFAULT_AS_ABSENT.get(dotted, {}).items():
+      if key in value and value[key] == default:
+        del value[key]
   if value in _SAME_AS_NONE.get(dotted, ()):
     return None
   return value

@@ -166,6 +166,10 @@ def build(config: ml_collections.ConfigDict, *, dataset=None) -> Experiment:
   objective = objectives.get_objective(config.loss.name)
   hparams = objectives.resolve_hparams(objective, config.loss)
   _check_fit(config, objective)
+  bnneck = bool(config.model.get('bnneck', False))
+  if bnneck:
+    # Refuses a head BNNeck cannot sit before, before data is prepared.
+    heads.without_classifier_bias(objective.make_head(1, hparams))
   backbone = _backbone(config)
   _check_weights(config, backbone)
   if dataset is None:
@@ -189,8 +193,8 @@ def build(config: ml_collections.ConfigDict, *, dataset=None) -> Experiment:
     objective=objective,
     hparams=hparams,
     dataset=dataset,
-    model=heads.EmbeddingModel(
-      backbone=backbone, head=objective.make_head(info.num_classes, hparams)
+    model=_model(
+      backbone, objective.make_head(info.num_classes, hparams), bnneck
     ),
     learning_rate_fn=learning_rate_fn,
     tx=optimizers.create_optimizer(
@@ -258,11 +262,19 @@ def _check_weights(config, backbone) -> None:
 
 def _backbone(config):
   attributes = dict(config.model.items())
-  for field in models.CONFIG_ONLY_FIELDS:  # init_from: read by the run.
+  for field in models.CONFIG_ONLY_FIELDS:  # Read by the run.
     attributes.pop(field, None)
   return models.get_model(
     attributes.pop('name'), bn_axis_name=steps_lib.AXIS_NAME, **attributes
   )
+
+
+def _model(backbone, head, bnneck: bool) -> heads.EmbeddingModel:
+  """The model; with BNNeck, the classifier after it is bias-free (the
+  strong re-id baseline's, modeling/baseline.py)."""
+  if bnneck:
+    head = heads.without_classifier_bias(head)
+  return heads.EmbeddingModel(backbone=backbone, head=head, bnneck=bnneck)
 
 
 def _check_loss_call(experiment: Experiment) -> None:

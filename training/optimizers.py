@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from models import heads
+
 OPTIMIZERS = ('sgd', 'adamw')
 SCHEDULES = ('constant', 'cosine', 'step')
 
@@ -57,8 +59,8 @@ def _decay_mask(params):
 
 # Parameter groups, each with its own learning-rate multiplier
 # (config.optimizer.lr_multipliers): the pretrained backbone, the new
-# embedding layer at its end, and the loss's head (class weights, proxies,
-# G-softmax's Gaussians, ...).
+# embedding layer at its end (and the BNNeck after it, as new), and the
+# loss's head (class weights, proxies, G-softmax's Gaussians, ...).
 PARAM_GROUPS = ('backbone', 'embedding', 'head')
 
 
@@ -66,7 +68,7 @@ def param_group(path: tuple[str, ...]) -> str:
   """The group of the parameter at `path` in `EmbeddingModel`'s params."""
   if path[0] == 'head':
     return 'head'
-  if path[:2] == ('backbone', 'embedding'):
+  if path[:2] == ('backbone', 'embedding') or path[0] == heads.BNNECK:
     return 'embedding'
   return 'backbone'
 

@@ -2,20 +2,26 @@
 
 A tiny Market-1501-style folder written by the test (4 training
 identities from 2 cameras; 2 query identities; a distractor and junk
-images in the gallery) is prepared, trained on for 3 steps from
-ImageNet-style weights written by the test, and evaluated query against
-gallery; the query split's embeddings keep their camera ids.
+images in the gallery) is prepared, trained on for 3 steps with the strong
+baseline's ID + triplet losses and BNNeck from ImageNet-style weights
+written by the test, and evaluated query against gallery; the query
+split's embeddings keep their camera ids and are, restored from the
+checkpoint and exported, the feature after the BNNeck.
 """
 
+import functools
 import json
 
+import jax
 import numpy as np
 
+import models
 import train
 from configs import common, market1501
 from inference import embed as embed_lib
-from inference import embeddings_file
+from inference import embeddings_file, export
 from inference import model as model_lib
+from models import heads
 from tests import support
 
 # The last stage widens, so that its first block has a projection at any
@@ -40,6 +46,11 @@ def test_market1501_settings():
   )
   # Identity-balanced batches whatever the loss.
   assert market1501.get_config('softmax').input.sampler == 'class_balanced'
+  # BNNeck where the loss's head is a classifier or none.
+  assert config.model.bnneck
+  baseline = market1501.get_config('softmax+triplet')
+  assert baseline.model.bnneck and baseline.loss.triplet.margin == 0.3
+  assert not market1501.get_config('cosface').model.bnneck
 
 
 def test_tiny_market1501_end_to_end(tmp_path):
@@ -47,13 +58,14 @@ def test_tiny_market1501_end_to_end(tmp_path):
   support.write_market1501(str(root))
   weights = tmp_path / 'resnet18.safetensors'
   support.write_random_resnet18(weights, _STAGE_FILTERS, 16, seed=7)
-  config = market1501.get_config()
+  config = market1501.get_config('softmax+triplet')
   common.set_model(
     config,
     'resnet18',
     embedding_dim=8,
     stage_filters=_STAGE_FILTERS,
     last_stride=1,
+    bnneck=True,
   )
   config.model.init_from = str(weights)
   config.input.reid_root = str(root)
@@ -91,3 +103,27 @@ def test_tiny_market1501_end_to_end(tmp_path):
   np.testing.assert_array_equal(loaded.labels, support.MARKET_TEST_IDS)
   np.testing.assert_array_equal(loaded.cameras, [0, 0])
   assert loaded.split == 'query' and loaded.embeddings.shape == (2, 8)
+
+  # Evaluated, embedded and exported: the restored backbone's embedding
+  # through the BNNeck's running statistics and scale (trained: not 0, 1).
+  batch = next(model.dataset.eval_batches('query', 8))
+  images, mask = batch['image'], batch['mask']
+  params, stats = model.state.params, model.state.batch_stats
+  backbone = models.get_model(
+    'resnet18', embedding_dim=8, stage_filters=_STAGE_FILTERS, last_stride=1
+  )
+  # Compiled once: eagerly, each layer would compile on its own.
+  features = jax.jit(functools.partial(backbone.apply, train=False))(
+    {'params': params['backbone'], 'batch_stats': stats['backbone']}, images
+  )
+  neck = stats[heads.BNNECK]
+  assert np.all(np.asarray(neck['mean']) != 0)
+  expected = (features - neck['mean']) / np.sqrt(neck['var'] + 1e-5)
+  expected = expected * params[heads.BNNECK]['scale']
+  embedded = model.embed_batch(images)
+  np.testing.assert_allclose(embedded, expected, atol=1e-5)
+  np.testing.assert_allclose(embedded[mask], query.embeddings, atol=1e-6)
+  exported = export.export_embedding(model)
+  np.testing.assert_allclose(
+    export.embed(exported, images), embedded, atol=1e-5
+  )

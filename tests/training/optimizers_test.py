@@ -47,6 +47,8 @@ def test_groups():
     },
     'head': {'proxies': 'head'},
   }
+  # BNNeck's BatchNorm is new, as the embedding layer before it.
+  assert optimizers.param_group(('bnneck', 'scale')) == 'embedding'
 
 
 def test_default_config_is_the_plain_optimizer():
