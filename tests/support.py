@@ -259,6 +259,177 @@ def write_market1501(root, *, train_per_camera=2, size=(20, 10), seed=0):
   return written
 
 
+# Multi-label sets as distributed (tests of NUS-WIDE and MS-COCO 2014).
+
+NUSWIDE_CONCEPTS = ('animal', 'sky', 'water')
+# (list line, labels, on disk); the release's lines use backslashes.
+NUSWIDE_ROWS = {
+  'train': (
+    ('animal\\0001_11.jpg', (1, 0, 0), True),
+    ('sky\\0002_12.png', (0, 1, 1), True),
+    ('sky\\0003_13.jpg', (1, 1, 0), False),  # Missing on disk.
+    ('water\\0004_14.jpg', (0, 0, 0), True),  # No concept: kept.
+  ),
+  'test': (
+    ('water\\0005_15.jpg', (0, 0, 1), True),
+    ('animal/0006_16.png', (1, 0, 1), True),
+  ),
+}
+
+
+def _write_random_image(path, rng, size=(10, 12)):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  pixels = rng.integers(0, 256, (*size, 3), np.uint8)
+  Image.fromarray(pixels).save(path)
+
+
+def write_nuswide(root, *, train_copies=1):
+  """Writes NUS-WIDE's layout: Concepts81.txt, ImageList/{Train,Test}
+  Imagelist.txt (backslashes, CRLF), Groundtruth/TrainTestLabels/
+  Labels_<concept>_{Train,Test}.txt and Flickr/<folder>/<file> for the
+  rows of `NUSWIDE_ROWS` on disk (one listed training image is missing).
+
+  `train_copies` > 1 lists the training rows that many times, each copy
+  under file names of its own (``c<copy>_<name>``): 3 usable training
+  images per copy."""
+  rng = np.random.default_rng(0)
+  os.makedirs(os.path.join(root, 'ImageList'))
+  labels_dir = os.path.join(root, 'Groundtruth', 'TrainTestLabels')
+  os.makedirs(labels_dir)
+  with open(os.path.join(root, 'Concepts81.txt'), 'w') as file:
+    file.write('\r\n'.join(NUSWIDE_CONCEPTS) + '\r\n')
+  for split, rows in NUSWIDE_ROWS.items():
+    if split == 'train':
+      rows = rows + tuple(
+        (line.replace('\\', f'\\c{copy}_'), labels, present)
+        for copy in range(1, train_copies)
+        for line, labels, present in rows
+      )
+    name = split.capitalize()
+    with open(
+      os.path.join(root, 'ImageList', f'{name}Imagelist.txt'), 'w'
+    ) as f:
+      f.write(''.join(f'{line}\r\n' for line, _, _ in rows))
+    for column, concept in enumerate(NUSWIDE_CONCEPTS):
+      with open(
+        os.path.join(labels_dir, f'Labels_{concept}_{name}.txt'), 'w'
+      ) as file:
+        file.write(''.join(f'{row[1][column]} \r\n' for row in rows))
+    for line, _, present in rows:
+      if present:
+        parts = line.replace('\\', '/').split('/')
+        _write_random_image(os.path.join(root, 'Flickr', *parts), rng)
+
+
+def write_coco2014(root, *, train_copies=1):
+  """Writes MS-COCO 2014's layout: annotations/instances_{train,val}2014.json
+  and {train,val}2014/COCO_<split>2014_<id>.jpg. Category ids 1, 3, 5
+  (labels 0..2: person, car, airplane); train2014 has 2 usable images (and
+  one unannotated, one missing on disk) per copy of `train_copies` (ids
+  shifted by 100 a copy), val2014 2: 40 (airplane) and 42 (person, car)."""
+  rng = np.random.default_rng(1)
+  # Category ids with gaps, listed out of order: labels follow the ids.
+  categories = [
+    {'id': 5, 'name': 'airplane'},
+    {'id': 1, 'name': 'person'},
+    {'id': 3, 'name': 'car'},
+  ]
+  splits = {
+    'train': (
+      # (image id, file, category ids of its annotations, on disk)
+      (9, (1, 1, 5), True),
+      (2, (3,), True),
+      (4, (), True),  # No annotation: dropped.
+      (7, (5,), False),  # Missing on disk.
+    ),
+    'val': ((42, (3, 1), True), (40, (5,), True)),
+  }
+  splits['train'] += tuple(
+    (image_id + 100 * copy, category_ids, present)
+    for copy in range(1, train_copies)
+    for image_id, category_ids, present in splits['train']
+  )
+  os.makedirs(os.path.join(root, 'annotations'))
+  for split, rows in splits.items():
+    images, annotations = [], []
+    for image_id, category_ids, present in rows:
+      name = f'COCO_{split}2014_{image_id:012d}.jpg'
+      images.append({'id': image_id, 'file_name': name})
+      for category in category_ids:
+        annotations.append(
+          {
+            'id': len(annotations) + 1,
+            'image_id': image_id,
+            'category_id': category,
+            'iscrowd': 0,
+          }
+        )
+      if present:
+        _write_random_image(os.path.join(root, f'{split}2014', name), rng)
+    path = os.path.join(root, 'annotations', f'instances_{split}2014.json')
+    with open(path, 'w') as file:
+      json.dump(
+        {
+          'images': images,
+          'annotations': annotations,
+          'categories': categories,
+        },
+        file,
+      )
+
+
+# Tiny ImageNet as distributed.
+
+TINY_IMAGENET_WNIDS = ('n02124075', 'n01443537', 'n04067472')
+
+
+def write_tiny_imagenet(
+  root, *, wnids=TINY_IMAGENET_WNIDS, per_class=3, val_per_class=2, seed=0
+):
+  """Writes Tiny ImageNet's layout: train/<wnid>/images/*.JPEG (one grey),
+  train/<wnid>/<wnid>_boxes.txt, val/images/val_*.JPEG with
+  val/val_annotations.txt (shuffled lines), an unlabelled test/images/,
+  wnids.txt and words.txt.
+
+  Returns:
+    ``{relative path: (uint8 pixels, wnid)}`` of the labelled images.
+  """
+  rng = np.random.default_rng(seed)
+  written = {}
+
+  def image(relative, wnid, grey=False):
+    path = os.path.join(root, relative)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pixels = rng.integers(0, 256, (8, 8, 3), np.uint8)
+    if grey:
+      pixels[..., 1] = pixels[..., 2] = pixels[..., 0]
+    # PNG bytes under a .JPEG name: the pixels stay exact, PIL reads by
+    # content.
+    Image.fromarray(pixels[..., 0] if grey else pixels).save(path, 'PNG')
+    written[relative] = (pixels, wnid)
+
+  for wnid in wnids:
+    for i in range(per_class):
+      image(f'train/{wnid}/images/{wnid}_{i}.JPEG', wnid, grey=i == 0)
+    with open(os.path.join(root, 'train', wnid, f'{wnid}_boxes.txt'), 'w') as f:
+      f.write(f'{wnid}_0.JPEG\t0\t0\t7\t7\n')
+  lines = []
+  for index in range(val_per_class * len(wnids)):
+    wnid = wnids[index % len(wnids)]
+    image(f'val/images/val_{index}.JPEG', wnid)
+    lines.append(f'val_{index}.JPEG\t{wnid}\t0\t1\t6\t7\n')
+  rng.shuffle(lines)
+  with open(os.path.join(root, 'val', 'val_annotations.txt'), 'w') as file:
+    file.writelines(lines)
+  image('test/images/test_0.JPEG', None)
+  del written['test/images/test_0.JPEG']
+  with open(os.path.join(root, 'wnids.txt'), 'w') as file:
+    file.write('\n'.join(wnids) + '\n')
+  with open(os.path.join(root, 'words.txt'), 'w') as file:
+    file.write(''.join(f'{wnid}\tsomething\n' for wnid in wnids))
+  return written
+
+
 def mark_prepared(name, data_dir):
   """Writes the dataset_info.json that marks `name` as prepared.
 
