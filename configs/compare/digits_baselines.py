@@ -46,10 +46,21 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
   config.tasks.retrieval = digits.make_task(
     'configs.digits_retrieval', LOSSES, digits.RETRIEVAL_METRICS, **shared
   )
+  # The same network at its random initialisation (a learning rate of 0:
+  # only BatchNorm's statistics follow the data): what training adds to the
+  # unseen classes, or takes away. Raw pixels: benchmarks/pixel_retrieval.py.
+  config.tasks.untrained = digits.make_task(
+    'configs.digits_retrieval',
+    ('softmax',),
+    digits.RETRIEVAL_METRICS,
+    **shared,
+    optimizer={'learning_rate': 0.0},
+  )
   if mode == 'quick':
     config.seeds = (0,)
     config.results_dir = 'runs/compare_baselines_quick'
-    config.tasks.retrieval.overrides.num_epochs = digits.QUICK_EPOCHS
+    for task in config.tasks.values():
+      task.overrides.num_epochs = digits.QUICK_EPOCHS
     config.caveat = (
       f'Quick mode: one seed of {digits.QUICK_EPOCHS} epochs, a smoke test '
       'of the machinery, not a result.'
@@ -58,14 +69,15 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
     config.seeds = (0,)
     config.results_dir = 'runs/compare_baselines_smoke'
     config.tasks.retrieval.losses = ('softmax', 'multi_similarity')
-    config.tasks.retrieval.overrides.update(
-      {
-        'num_epochs': 1,
-        'num_train_steps': 4,
-        'model': {'stage_filters': (8, 16)},
-        'optimizer': {'warmup_steps': 0},
-        'eval_batch_size': 128,
-      }
-    )
+    for task in config.tasks.values():
+      task.overrides.update(
+        {
+          'num_epochs': 1,
+          'num_train_steps': 4,
+          'model': {'stage_filters': (8, 16)},
+          'optimizer': {'warmup_steps': 0},
+          'eval_batch_size': 128,
+        }
+      )
     config.caveat = 'Smoke mode: a few steps of two losses; not a result.'
   return config
