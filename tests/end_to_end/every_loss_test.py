@@ -69,10 +69,6 @@ def _fast_evaluation(monkeypatch):
 def _config(data_dir, objective):
   config = tiny.get_config(objective.name)
   config.model.dtype = 'bfloat16'
-  # One stage of LeNet++ has every kind of layer (convolutions, BatchNorm,
-  # PReLU, pooling, the Dense embedding) and compiles in half the time of
-  # tiny.py's two.
-  config.model.stage_filters = (8,)
   config.input.data_dir = data_dir
   if objective.multilabel:
     config.input.name = 'digits_multilabel'

@@ -40,10 +40,6 @@ def data_dir(digits_data_dir):
 def _config(data_dir, loss_name, multilabel):
   config = tiny.get_config(loss_name)
   config.model.dtype = 'bfloat16'
-  # One stage of LeNet++ has every kind of layer (convolutions, BatchNorm,
-  # PReLU, pooling, the Dense embedding) and compiles in half the time of
-  # tiny.py's two: 15 losses, 15 train steps to compile.
-  config.model.stage_filters = (8,)
   config.input.data_dir = data_dir
   if multilabel:
     config.input.name = 'digits_multilabel'
