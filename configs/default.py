@@ -78,9 +78,10 @@ def get_config(loss: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.decay_factor = 0.1  # 'step': factor at each boundary.
   # Fine-tuning: each group's learning rate is the schedule's times its
   # multiplier (training/optimizers.py): the backbone, its new embedding
-  # layer, the loss's head (class weights, proxies). All 1: one rate.
+  # layer, the loss's head (class weights, proxies) and G-softmax's
+  # Gaussians (mu, sigma). All 1: one rate.
   config.optimizer.lr_multipliers = ml_collections.ConfigDict(
-    {'backbone': 1.0, 'embedding': 1.0, 'head': 1.0}
+    {'backbone': 1.0, 'embedding': 1.0, 'head': 1.0, 'gaussians': 1.0}
   )
   # Epochs at the start during which the backbone does not learn (only the
   # new embedding layer and head do); 0: none.

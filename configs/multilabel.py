@@ -42,6 +42,11 @@ def protocol_config(
   config.optimizer.decay_boundaries = (0.5,)
   config.optimizer.decay_factor = 0.1
   config.optimizer.warmup_steps = 0
+  # The Gaussians' learning-rate weight: 1 on COCO, 100 on NUS-WIDE
+  # (official scripts; docs/losses.md, section 2.3).
+  config.optimizer.lr_multipliers.gaussians = (
+    100.0 if input_name == 'nuswide' else 1.0
+  )
   config.eval_batch_size = 64
   config.log_every_steps = 100
   config.checkpoint_every_steps = 2000

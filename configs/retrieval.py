@@ -67,9 +67,9 @@ def protocol_config(
 
   # AdamW, weight decay 1e-4, the backbone's learning rate stepped down
   # every `decay_every_epochs`; the embedding layer learns at the
-  # backbone's rate, the class weights / proxies at 100x; in the first
-  # epoch only the new layers learn (official code: its param_groups, the
-  # StepLR, --warm 1).
+  # backbone's rate, the loss's parameters (class weights / proxies, and
+  # G-softmax's Gaussians) at 100x; in the first epoch only the new layers
+  # learn (official code: its param_groups, the StepLR, --warm 1).
   config.optimizer.name = 'adamw'
   config.optimizer.learning_rate = learning_rate
   config.optimizer.weight_decay = 1e-4
@@ -85,6 +85,7 @@ def protocol_config(
   config.optimizer.decay_factor = decay_factor
   config.optimizer.lr_multipliers.embedding = 1.0
   config.optimizer.lr_multipliers.head = 100.0
+  config.optimizer.lr_multipliers.gaussians = 100.0
   config.optimizer.backbone_frozen_epochs = 1.0
 
   config.retrieval_ks = retrieval_ks

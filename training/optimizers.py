@@ -59,15 +59,18 @@ def _decay_mask(params):
 
 # Parameter groups, each with its own learning-rate multiplier
 # (config.optimizer.lr_multipliers): the pretrained backbone, the new
-# embedding layer at its end (and the BNNeck after it, as new), and the
-# loss's head (class weights, proxies, G-softmax's Gaussians, ...).
-PARAM_GROUPS = ('backbone', 'embedding', 'head')
+# embedding layer at its end (and the BNNeck after it, as new), the loss's
+# head (class weights, proxies, ...) and, within it, G-softmax's Gaussians
+# (their means and deviations: the official multi-label scripts give them
+# their own weight).
+PARAM_GROUPS = ('backbone', 'embedding', 'head', 'gaussians')
+_GAUSSIAN_PARAMS = ('mu', 'sigma')
 
 
 def param_group(path: tuple[str, ...]) -> str:
   """The group of the parameter at `path` in `EmbeddingModel`'s params."""
   if path[0] == 'head':
-    return 'head'
+    return 'gaussians' if path[-1] in _GAUSSIAN_PARAMS else 'head'
   if path[:2] == ('backbone', 'embedding') or path[0] == heads.BNNECK:
     return 'embedding'
   return 'backbone'

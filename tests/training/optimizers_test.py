@@ -15,7 +15,7 @@ _PARAMS = {
     'conv_init': {'kernel': jnp.ones((3, 3, 1, 2))},
     'embedding': {'kernel': jnp.ones((2, 4)), 'bias': jnp.ones((4,))},
   },
-  'head': {'proxies': jnp.ones((5, 4))},
+  'head': {'proxies': jnp.ones((5, 4)), 'mu': jnp.zeros((5,))},
 }
 
 
@@ -45,10 +45,14 @@ def test_groups():
       'conv_init': {'kernel': 'backbone'},
       'embedding': {'kernel': 'embedding', 'bias': 'embedding'},
     },
-    'head': {'proxies': 'head'},
+    'head': {'proxies': 'head', 'mu': 'gaussians'},
   }
   # BNNeck's BatchNorm is new, as the embedding layer before it.
   assert optimizers.param_group(('bnneck', 'scale')) == 'embedding'
+  # G-softmax's Gaussians, in its head or a composite's term.
+  assert optimizers.param_group(('head', 'mu')) == 'gaussians'
+  assert optimizers.param_group(('head', 'g_softmax', 'sigma')) == 'gaussians'
+  assert optimizers.param_group(('head', 'classifier', 'kernel')) == 'head'
 
 
 def test_default_config_is_the_plain_optimizer():
@@ -68,13 +72,18 @@ def test_default_config_is_the_plain_optimizer():
 def test_each_group_learns_at_its_multiple():
   config = _config(
     lr_multipliers=ml_collections.ConfigDict(
-      {'backbone': 0.5, 'embedding': 10.0, 'head': 100.0}
+      {'backbone': 0.5, 'embedding': 10.0, 'head': 100.0, 'gaussians': 3.0}
     )
   )
   tx = optimizers.create_optimizer(config, optax.constant_schedule(0.01))
   grads = _grads()
   updates, _ = tx.update(grads, tx.init(_PARAMS), _PARAMS)
-  factors = {'backbone': 0.5, 'embedding': 10.0, 'head': 100.0}
+  factors = {
+    'backbone': 0.5,
+    'embedding': 10.0,
+    'head': 100.0,
+    'gaussians': 3.0,
+  }
   labels = optimizers._labels(_PARAMS)
   jax.tree.map(
     lambda update, grad, label: np.testing.assert_allclose(
@@ -112,7 +121,7 @@ def test_backbone_frozen_for_its_epochs_then_learns():
   [
     (
       {'lr_multipliers': ml_collections.ConfigDict({'proxies': 2.0})},
-      'no group proxies; its groups: backbone, embedding, head',
+      'no group proxies; its groups: backbone, embedding, head, gaussians',
     ),
     (
       {'lr_multipliers': ml_collections.ConfigDict({'head': -1.0})},
