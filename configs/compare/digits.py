@@ -151,7 +151,7 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
       'num_epochs': 1,
       'num_train_steps': 4,
       'input': {'batch_size': 32},
-      'model': {'stage_filters': (8, 16)},
+      'model': {'stage_filters': (8,)},
       'optimizer': {'warmup_steps': 0},
       'eval_batch_size': 128,
     }
