@@ -65,6 +65,14 @@ $(PML_STAMP): setup.cfg pyproject.toml
 bench-pml: $(PML_STAMP)
 	$(PML_PY) -m benchmarks.compare_pml
 
+# A JPEG folder's input pipeline against torchvision's ImageFolder and
+# DataLoader, training and evaluation transforms, 1 and 2 workers
+# (benchmarks/README.md); torchvision comes from the pml venv.
+.PHONY: bench-jpeg
+bench-jpeg: $(STAMP) $(PML_STAMP)
+	$(PY) -m benchmarks.jpeg_pipeline --discfeat_python=$(PY) \
+	  --torchvision_python=$(PML_PY)
+
 # ImageNet weights (models/pretrained.py): torchvision's and timm's ResNets
 # and ours loaded from the same safetensors file compute the same features
 # (benchmarks/README.md); torchvision and timm come with the pml extra.

@@ -83,7 +83,12 @@ def _import_torchvision():
   if 'torchvision' in sys.modules:
     return sys.modules['torchvision']
   spec = importlib.util.find_spec('torchvision')
-  library = os.path.join(spec.submodule_search_locations[0], '_C.so')
+  package = spec.submodule_search_locations[0]
+  # torchvision 0.29 names its ops library _C_stable.so; with the torch it
+  # was built for (the pml extra's pair) it loads and needs no shim.
+  library = os.path.join(package, '_C_stable.so')
+  if not os.path.exists(library):
+    library = os.path.join(package, '_C.so')
   try:
     ctypes.CDLL(library)
   except OSError:

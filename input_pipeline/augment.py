@@ -18,7 +18,8 @@ Kinds (``DataSetSpec.augmentation``):
   ``image_size``, flipped with probability 1/2; evaluation (and training
   without augmentation) resizes the central 87.5% square, the classic
   resize-to-256 / center-crop-224 ratio. Crop and resize are one PIL
-  ``resize(box=...)`` call per image; the flip is vectorised.
+  ``resize(box=...)`` call per image; the flip happens as each crop is
+  copied into the batch.
 * ``'reid'``: person re-identification, images stored at their final
   size (256 x 128): zero-pad 10 pixels and crop back, flip with
   probability 1/2, then random erasing (Zhong et al. 2020): with
@@ -28,6 +29,9 @@ Kinds (``DataSetSpec.augmentation``):
 
 Output values are ``pixel / max_pixel_value`` in [0, 1]; `normalize` then
 scales them as a pretrained backbone expects (``config.input.normalization``).
+`make_batch` and `augment_array` can do both at once (their
+``normalization``): `to_float` looks each uint8 value's result up in a
+table, the same floats 3x faster.
 """
 
 import math
@@ -57,6 +61,8 @@ CENTER_CROP_FRACTION = 0.875
 _MIN_AREA, _MAX_AREA = 0.08, 1.0
 _LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
 _CROP_ATTEMPTS = 10
+# Pixels `to_float` converts at a time (a 224 x 224 image: 1.4x this).
+_CHUNK_PIXELS = 2**16
 
 # config.input.normalization: None or 'none' keeps pixels in [0, 1];
 # 'imagenet' is what ImageNet-pretrained torchvision and timm models expect.
@@ -219,6 +225,7 @@ def make_batch(
   out_shape: tuple[int, int, int],
   max_pixel_value: int,
   draws: np.ndarray | None,
+  normalization: str | None = None,
 ) -> np.ndarray:
   """Builds the float32 batch from decoded images.
 
@@ -231,9 +238,11 @@ def make_batch(
     max_pixel_value: stored value of white (255; 16 for the digits).
     draws: ``[b, num_draws(kind)]`` uniforms in [0, 1) to augment, or None
       for the deterministic (evaluation) transform.
+    normalization: as `normalize` takes it; None: pixels in [0, 1].
 
   Returns:
-    float32 ``[b, H, W, C]`` in [0, 1].
+    float32 ``[b, H, W, C']``: ``normalize(images in [0, 1],
+    normalization)``, bit for bit.
 
   Raises:
     ValueError: for an unknown kind or draws of the wrong shape.
@@ -250,24 +259,7 @@ def make_batch(
         f'draws must have shape {expected}, received {draws.shape}'
       )
   if kind == 'inception_crop':
-    boxes = [
-      _random_crop_box(image.shape[0], image.shape[1], row[:-1])
-      if draws is not None
-      else _center_crop_box(image.shape[0], image.shape[1])
-      for image, row in zip(
-        images,
-        draws if draws is not None else [None] * len(images),
-        strict=True,
-      )
-    ]
-    batch = np.stack(
-      [
-        _resize(image, (height, width), box)
-        for image, box in zip(images, boxes, strict=True)
-      ]
-    )
-    if draws is not None:
-      batch = _flip(batch, draws[:, -1] < 0.5)
+    batch = _inception_crops(images, (height, width), draws)
   else:
     batch = np.stack(
       [
@@ -283,10 +275,39 @@ def make_batch(
       f'received a batch of shape {batch.shape}'
     )
   if kind == 'inception_crop':
-    return batch.astype(np.float32) / np.float32(max_pixel_value)
+    return to_float(batch, max_pixel_value, normalization)
   return augment_array(
-    batch, kind=kind, max_pixel_value=max_pixel_value, draws=draws
+    batch,
+    kind=kind,
+    max_pixel_value=max_pixel_value,
+    draws=draws,
+    normalization=normalization,
   )
+
+
+def _inception_crops(
+  images: list[np.ndarray], size: tuple[int, int], draws: np.ndarray | None
+) -> np.ndarray:
+  """uint8 ``[b, *size, C]``: each image's crop box resized to `size`,
+  mirrored where its last draw is below 1/2 (the central box, unmirrored,
+  without draws)."""
+  batch = np.empty((len(images), *size, images[0].shape[-1]), np.uint8)
+  for row, image in enumerate(images):
+    if image.shape[-1] != batch.shape[-1]:
+      raise ValueError(
+        'images must share their channel count, received '
+        f'{images[0].shape} and {image.shape}'
+      )
+    if draws is None:
+      box = _center_crop_box(image.shape[0], image.shape[1])
+    else:
+      box = _random_crop_box(image.shape[0], image.shape[1], draws[row, :-1])
+    crop = _resize(image, size, box)
+    # Mirrored while copied into the batch: no pass over the whole batch.
+    batch[row] = (
+      crop[:, ::-1] if draws is not None and draws[row, -1] < 0.5 else crop
+    )
+  return batch
 
 
 def augment_array(
@@ -295,6 +316,7 @@ def augment_array(
   kind: str,
   max_pixel_value: int,
   draws: np.ndarray | None,
+  normalization: str | None = None,
 ) -> np.ndarray:
   """`make_batch` for images of one shape already in one array.
 
@@ -304,9 +326,10 @@ def augment_array(
       resizes each image: `make_batch`).
     max_pixel_value: stored value of white.
     draws: ``[b, num_draws(kind)]`` uniforms, or None (no augmentation).
+    normalization: as `normalize` takes it; None: pixels in [0, 1].
 
   Returns:
-    float32 ``[b, H, W, C]`` in [0, 1], batch operations only.
+    float32 ``[b, H, W, C']``, batch operations only.
   """
   if kind == 'inception_crop':
     raise ValueError("augment_array takes 'none', 'crop_flip' or 'reid' images")
@@ -321,10 +344,57 @@ def augment_array(
     offsets = np.floor(draws[:, :2] * (2 * pad + 1)).astype(int)
     batch = _pad_crop(batch, offsets[:, 0], offsets[:, 1], pad)
     batch = _flip(batch, draws[:, 2] < 0.5)
-  batch = batch.astype(np.float32) / np.float32(max_pixel_value)
   if augmented and kind == 'reid':
-    batch = _erase(batch, draws[:, 3:])
-  return batch
+    # Erased in [0, 1] (the fill is the mean there), then normalised.
+    batch = _erase(to_float(batch, max_pixel_value, None), draws[:, 3:])
+    return normalize(batch, normalization)
+  return to_float(batch, max_pixel_value, normalization)
+
+
+def to_float(
+  batch: np.ndarray, max_pixel_value: int, normalization: str | None
+) -> np.ndarray:
+  """``normalize(batch / max_pixel_value, normalization)`` in float32.
+
+  Args:
+    batch: ``[b, H, W, C]``, uint8 (the fast path) or another number type.
+    max_pixel_value: stored value of white.
+    normalization: as `normalize` takes it.
+
+  Returns:
+    float32 ``[b, H, W, C']``, bit for bit ``normalize(batch.astype(
+    np.float32) / np.float32(max_pixel_value), normalization)``: a uint8
+    pixel has 256 values, so each channel's 256 results are computed by
+    those very operations once and then looked up (with 'imagenet', 3x
+    faster than computing them on a 32 x 224 x 224 batch).
+  """
+  if batch.dtype != np.uint8 or check_normalization(normalization) == 'none':
+    # One vectorised pass is fastest when there is nothing to normalise.
+    return normalize(
+      batch.astype(np.float32) / np.float32(max_pixel_value), normalization
+    )
+  channels = batch.shape[-1]
+  values = np.arange(256, dtype=np.uint8)[:, None].repeat(channels, axis=1)
+  table = normalize(
+    values.astype(np.float32)[None, None] / np.float32(max_pixel_value),
+    normalization,
+  )[0, 0]  # [256, C'].
+  out = np.empty((*batch.shape[:-1], table.shape[-1]), np.float32)
+  # In chunks of about _CHUNK_PIXELS: each chunk's input and output stay in
+  # the cache between the channels' passes (twice as fast as whole-batch
+  # passes at 224 x 224), and small images still go many at a time.
+  rows = max(1, _CHUNK_PIXELS // max(1, math.prod(batch.shape[1:-1])))
+  for start in range(0, len(batch), rows):
+    chunk = slice(start, start + rows)
+    for c in range(table.shape[-1]):
+      # Grey images normalised to RGB look up their one channel 3 times.
+      np.take(
+        table[:, c],
+        batch[chunk, ..., min(c, channels - 1)],
+        out=out[chunk, ..., c],
+        mode='clip',
+      )
+  return out
 
 
 def check_normalization(normalization: str | None) -> str:

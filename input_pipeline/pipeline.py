@@ -197,8 +197,8 @@ class Dataset:
       out_shape=self._decoded_shape,
       max_pixel_value=self.spec.max_pixel_value,
       draws=draws,
+      normalization=self._normalization,
     )
-    batch = augment_lib.normalize(batch, self._normalization)
     return batch, self._labels(view, positions, records), records
 
   def _held_train_view(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -270,8 +270,8 @@ class Dataset:
         kind=self._transform_kind,
         max_pixel_value=self.spec.max_pixel_value,
         draws=draws,
+        normalization=self._normalization,
       )
-      images = augment_lib.normalize(images, self._normalization)
       labels = held[1][positions]
     return {'image': images, 'label': labels}
 
@@ -346,11 +346,14 @@ class Dataset:
       ]
       valid = len(positions)
       images, labels, records = self._examples(view, positions, None)
-      image = np.zeros((batch_size, *self.info.image_shape), np.float32)
-      label = np.zeros((batch_size, *label_shape), np.int32)
       mask = np.zeros(batch_size, bool)
-      image[:valid], label[:valid], mask[:valid] = images, labels, True
-      batch = {'image': image, 'label': label, 'mask': mask}
+      mask[:valid] = True
+      if valid < batch_size:  # Full batches are not copied again.
+        image = np.zeros((batch_size, *self.info.image_shape), np.float32)
+        label = np.zeros((batch_size, *label_shape), np.int32)
+        image[:valid], label[:valid] = images, labels
+        images, labels = image, label
+      batch = {'image': images, 'label': labels, 'mask': mask}
       if self.spec.camera_key is not None:
         camera = np.zeros(batch_size, np.int32)
         camera[:valid] = [

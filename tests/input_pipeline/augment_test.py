@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from input_pipeline import augment
 
@@ -213,3 +214,138 @@ def test_reid_erasing_statistics():
   assert 0.4 < np.mean(erased > 0) < 0.6
   fractions = erased[erased > 0]
   assert fractions.min() >= 0.015 and fractions.max() <= 0.45
+
+
+@pytest.mark.parametrize('normalization', [None, 'none', 'imagenet', 'arcface'])
+@pytest.mark.parametrize(
+  'shape,white',
+  [
+    ((3, 300, 250, 3), 255),  # Larger than a chunk: one image at a time.
+    ((70, 8, 8, 1), 16),  # Many images per chunk, grey, digits' white.
+    ((2, 5, 7, 1), 255),
+  ],
+)
+def test_to_float_is_normalize_bit_for_bit(normalization, shape, white):
+  rng = np.random.default_rng(5)
+  batch = rng.integers(0, white + 1, shape, dtype=np.uint8)
+  expected = augment.normalize(
+    batch.astype(np.float32) / np.float32(white), normalization
+  )
+  out = augment.to_float(batch, white, normalization)
+  assert out.dtype == np.float32 and out.shape == expected.shape
+  np.testing.assert_array_equal(out, expected)
+
+
+def test_to_float_of_other_types_and_of_every_byte():
+  # Every stored value, including those above white, is looked up right.
+  batch = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, -1)
+  np.testing.assert_array_equal(
+    augment.to_float(batch, 16, 'imagenet'),
+    augment.normalize(batch.astype(np.float32) / np.float32(16), 'imagenet'),
+  )
+  floats = batch.astype(np.float64)
+  np.testing.assert_array_equal(
+    augment.to_float(floats, 255, 'arcface'),
+    augment.normalize(floats.astype(np.float32) / 255, 'arcface'),
+  )
+
+
+@pytest.mark.parametrize('kind', augment.KINDS)
+@pytest.mark.parametrize('augmented', [False, True])
+def test_make_batch_normalizes_as_normalize_after(kind, augmented):
+  rng = np.random.default_rng(6)
+  images = list(rng.integers(0, 256, (5, 24, 20, 3), dtype=np.uint8))
+  draws = rng.random((5, augment.num_draws(kind))) if augmented else None
+  for normalization in ('imagenet', 'arcface'):
+    kwargs = dict(
+      kind=kind, out_shape=(24, 20, 3), max_pixel_value=255, draws=draws
+    )
+    np.testing.assert_array_equal(
+      augment.make_batch(images, normalization=normalization, **kwargs),
+      augment.normalize(augment.make_batch(images, **kwargs), normalization),
+    )
+
+
+def test_inception_crop_is_each_box_resized_then_mirrored():
+  rng = np.random.default_rng(7)
+  images = [
+    rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    for h, w in [(375, 500), (500, 375), (40, 30)]
+  ]
+  draws = rng.random((3, augment.num_draws('inception_crop')))
+  draws[:, -1] = [0.2, 0.8, 0.3]
+  batch = augment.make_batch(
+    images,
+    kind='inception_crop',
+    out_shape=(32, 32, 3),
+    max_pixel_value=255,
+    draws=draws,
+  )
+  for row, image in enumerate(images):
+    box = augment._random_crop_box(  # pylint: disable=protected-access
+      *image.shape[:2], draws[row, :-1]
+    )
+    crop = Image.fromarray(image).resize(
+      (32, 32), Image.Resampling.BILINEAR, box=box
+    )
+    crop = np.asarray(crop)
+    if draws[row, -1] < 0.5:
+      crop = crop[:, ::-1]
+    np.testing.assert_array_equal(batch[row], crop / np.float32(255))
+
+
+def _torchvision_crop_params(rng, height, width):
+  """torchvision's RandomResizedCrop.get_params (scale (0.08, 1), ratio
+  (3/4, 4/3)), written from its source: (area fraction, aspect ratio)."""
+  area = height * width
+  for _ in range(10):
+    target = area * rng.uniform(0.08, 1.0)
+    ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    w = int(round(np.sqrt(target * ratio)))
+    h = int(round(np.sqrt(target / ratio)))
+    if 0 < w <= width and 0 < h <= height:
+      return w * h / area, w / h
+  in_ratio = width / height
+  if in_ratio < 3 / 4:
+    w, h = width, int(round(width / (3 / 4)))
+  elif in_ratio > 4 / 3:
+    h, w = height, int(round(height * 4 / 3))
+  else:
+    w, h = width, height
+  return w * h / area, w / h
+
+
+@pytest.mark.parametrize('height,width', [(375, 500), (500, 333), (224, 224)])
+def test_crop_box_distribution_is_torchvisions(height, width):
+  # The scale and aspect-ratio distributions of `_random_crop_box` against
+  # torchvision's sampler (independent draws, 20,000 each): same range,
+  # quantiles within sampling error (and torchvision's rounding to pixels).
+  rng = np.random.default_rng(8)
+  draws = rng.random((20_000, 40))
+  crop_box = augment._random_crop_box  # pylint: disable=protected-access
+  boxes = np.array([crop_box(height, width, d) for d in draws])
+  widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+  ours = np.stack([widths * heights / (height * width), widths / heights], 1)
+  theirs = np.array(
+    [_torchvision_crop_params(rng, height, width) for _ in range(20_000)]
+  )
+  assert ours[:, 0].min() >= 0.08 - 1e-9 and ours[:, 0].max() <= 1 + 1e-9
+  assert ours[:, 1].min() >= 3 / 4 - 1e-9 and ours[:, 1].max() <= 4 / 3 + 1e-9
+  assert np.all(boxes[:, :2] >= -1e-9)
+  assert np.all(boxes[:, 2] <= width + 1e-9)
+  assert np.all(boxes[:, 3] <= height + 1e-9)
+  quantiles = (0.05, 0.25, 0.5, 0.75, 0.95)
+  np.testing.assert_allclose(
+    np.quantile(ours[:, 0], quantiles),
+    np.quantile(theirs[:, 0], quantiles),
+    atol=0.02,
+  )
+  np.testing.assert_allclose(
+    np.quantile(np.log(ours[:, 1]), quantiles),
+    np.quantile(np.log(theirs[:, 1]), quantiles),
+    atol=0.02,
+  )
+  # The box's position is uniform over the places it fits: its centre's
+  # mean is the image's centre.
+  centre = (boxes[:, 0] + boxes[:, 2]) / 2 / width
+  assert abs(centre.mean() - 0.5) < 0.01
