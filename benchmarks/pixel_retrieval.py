@@ -9,15 +9,12 @@ metrics the comparisons report (`evaluation.retrieval_metrics`).
 """
 
 import numpy as np
-from absl import app
+from absl import app, flags
 from ml_collections import config_flags
 
 import evaluation
 import input_pipeline
 
-_CONFIG = config_flags.DEFINE_config_file(
-  'config', 'configs/digits_retrieval.py', 'An experiment config.'
-)
 METRICS = ('recall@1', 'recall@2', 'recall@4', 'recall@8', 'map@r', 'nmi')
 
 
@@ -34,7 +31,7 @@ def test_pixels(config) -> tuple[np.ndarray, np.ndarray]:
 
 def main(argv):
   del argv
-  pixels, labels = test_pixels(_CONFIG.value)
+  pixels, labels = test_pixels(flags.FLAGS.config)
   print(
     f'{len(labels)} test images, {pixels.shape[1]} values each, '
     f'{len(np.unique(labels))} classes'
@@ -48,4 +45,9 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  # Defined here, not at import: the tests import this module beside
+  # benchmarks.compare, whose --config is another flag.
+  config_flags.DEFINE_config_file(
+    'config', 'configs/digits_retrieval.py', 'An experiment config.'
+  )
   app.run(main)

@@ -52,6 +52,7 @@ def test_protocol_settings(
     'backbone': 1.0,
     'embedding': 1.0,
     'head': 100.0,
+    'gaussians': 100.0,
   }
   assert tuple(config.retrieval_ks) == ks
   # Pair-wise losses get class-balanced batches.
