@@ -158,7 +158,9 @@ def _case(seed, batch, dim, num_classes, scale=0.5):
 
 def _loss(name, x, labels, **kwargs):
   hyperparameters = {**_LOSSES[name][2], **kwargs}
-  return _LOSSES[name][0](x, labels, **hyperparameters)
+  # Compiled (labels and hyperparameters as constants): one program per
+  # call instead of one per operation, most of these tests' time.
+  return jax.jit(lambda x_: _LOSSES[name][0](x_, labels, **hyperparameters))(x)
 
 
 # ---------------------------------------------------------------------------
@@ -309,13 +311,41 @@ def test_blocks_equal_dense(name):
   )
 
 
+@pytest.mark.parametrize('num_classes', [2, 6])
+def test_angular_blocks_chunk_each_anchors_positives(num_classes):
+  """Over 8 positives (chunks filled, one partly) or few (chunks skipped)."""
+  x, labels = _case(15, 30, 4, num_classes)
+  weights = np.random.default_rng(16).random(30)
+
+  @functools.partial(jax.jit, static_argnames='block_size')
+  def value_and_grad(x_, block_size):
+    return jax.value_and_grad(
+      lambda z: jnp.sum(
+        weights * losses.angular_loss(z, labels, block_size=block_size)
+      )
+    )(x_)
+
+  blocked = value_and_grad(x, 4)
+  np.testing.assert_allclose(
+    blocked[0], weights @ _reference_losses('angular', x, labels), **F64
+  )
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, **F64),
+    blocked,
+    value_and_grad(x, None),
+  )
+
+
 @pytest.mark.parametrize('name', sorted(_LOSSES))
 def test_check_grads(name):
   x, labels = _case(13, 6, 3, 2)
   reference, reference_labels = _case(14, 4, 3, 2)
   test_util.check_grads(
-    lambda x_, r: _loss(
-      name, x_, labels, reference=losses.ReferenceSet(r, reference_labels)
+    # Compiled: check_grads calls it for every direction and order.
+    jax.jit(
+      lambda x_, r: _loss(
+        name, x_, labels, reference=losses.ReferenceSet(r, reference_labels)
+      )
     ),
     (x, reference),
     order=1,
@@ -332,8 +362,10 @@ def test_coincident_embeddings_have_finite_gradients(name):
   # A memory holding the same points again: exact duplicates of anchors.
   reference = losses.ReferenceSet(jnp.asarray(x), jnp.asarray(labels))
   for kwargs in ({}, {'reference': reference}):
-    grads = jax.grad(
-      lambda x_, kwargs=kwargs: jnp.sum(_loss(name, x_, labels, **kwargs))
+    grads = jax.jit(
+      jax.grad(
+        lambda x_, kwargs=kwargs: jnp.sum(_loss(name, x_, labels, **kwargs))
+      )
     )(jnp.asarray(x))
     assert np.all(np.isfinite(grads)), (name, kwargs)
 
