@@ -716,6 +716,56 @@ def triplet_margin_loss(
   )
 
 
+def _angular_chunk_loop(chunk_values, chunk, num_reference, primals, masks):
+  """``[rows, num_chunks * chunk]`` terms by rank, the needed chunks only.
+
+  ``chunk_values(start, s, reference, tan_squared, masks)`` gives the
+  ``[rows, chunk]`` terms of the positives of ranks ``start ..``; `primals`
+  are ``(s, reference, tan_squared)``, `masks` ``(positive, negative,
+  rank)``. The chunks from the block's largest positive count on are never
+  computed. Their number is data-dependent, so both passes are ``while``
+  loops (a custom VJP, which recomputes each chunk as `jax.checkpoint`
+  would): a ``lax.map`` over all chunks with a ``cond`` skipping the
+  unneeded ones took 0.46 s per backward pass at 1024 rows of 8 per class
+  (2-core CPU), 8x its forward pass.
+  """
+  rows = masks[2].shape[0]
+  num_chunks = -(-num_reference // chunk)
+
+  def needed(rank):
+    most_positives = jnp.max(rank[:, -1]) + 1
+    return jnp.minimum(-(-most_positives // chunk), num_chunks)
+
+  @jax.custom_vjp
+  def loop(primals, masks):
+    def body(k, values):
+      return values.at[k].set(chunk_values(k * chunk, *primals, masks))
+
+    values = jnp.zeros((num_chunks, rows, chunk), primals[0].dtype)
+    return jax.lax.fori_loop(0, needed(masks[2]), body, values)
+
+  def loop_forward(primals, masks):
+    return loop(primals, masks), (primals, masks)
+
+  def loop_backward(residuals, cotangent):
+    primals, masks = residuals
+
+    def body(k, cotangents):
+      _, vjp = jax.vjp(
+        lambda *args: chunk_values(k * chunk, *args, masks), *primals
+      )
+      return jax.tree.map(jnp.add, cotangents, vjp(cotangent[k]))
+
+    zeros = jax.tree.map(jnp.zeros_like, primals)
+    cotangents = jax.lax.fori_loop(0, needed(masks[2]), body, zeros)
+    # The masks are booleans and integers: no cotangent.
+    return cotangents, None
+
+  loop.defvjp(loop_forward, loop_backward)
+  values = loop(primals, masks)
+  return jnp.moveaxis(values, 0, 1).reshape(rows, -1)
+
+
 def angular_loss(
   embeddings: ArrayLike,
   labels: ArrayLike,
@@ -744,7 +794,8 @@ def angular_loss(
   not included. 0 for an anchor without a positive or a negative. Without
   `block_size` all ``[batch, num_reference, num_reference]`` (positive,
   negative) terms are held at once; with it, ``[block_size, 8,
-  num_reference]`` at a time (the positives in chunks of 8).
+  num_reference]`` at a time (each anchor's positives in chunks of 8, up to
+  the most positives of an anchor in the block).
 
   Args:
     embeddings: ``[batch, dim]`` floating anchors; L2-normalised here.
@@ -780,14 +831,16 @@ def angular_loss(
     alpha, 'alpha', 0.0, 90.0, low_inclusive=False, high_inclusive=False
   )
 
-  def positive_terms(reference, s, negative, tan_squared, columns):
-    """``[rows, len(columns)]`` terms of the positives `columns` (None: all)."""
-    positives = reference if columns is None else reference[columns]
-    s_positives = s if columns is None else s[:, columns]
+  def positive_terms(s, s_positives, products, negative, tan_squared):
+    """``[rows, p]`` terms of p positives per row.
+
+    `s_positives`: ``[rows, p]`` anchor-positive products; `products`: the
+    positives' x_p^T x_n, ``[p, n]`` (the same positives for every row) or
+    ``[rows, p, n]``.
+    """
     # (x_a + x_p)^T x_n = s_an + (x_p^T x_n): [rows, p, n].
-    reference_products = jnp.matmul(positives, reference.T)
     f = (
-      4.0 * tan_squared * (s[:, None, :] + reference_products[None, :, :])
+      4.0 * tan_squared * (s[:, None, :] + products)
       - 2.0 * (1.0 + tan_squared) * s_positives[:, :, None]
     )
     mask = jnp.broadcast_to(negative[:, None, :], f.shape)
@@ -799,22 +852,45 @@ def angular_loss(
     tan_squared = jnp.tan(jnp.asarray(alpha, s.dtype) * (math.pi / 180.0)) ** 2
     num_reference = reference.shape[0]
     if block_size is None:
-      return positive_terms(reference, s, negative, tan_squared, None)
-    # The memory-bounded path: the positive columns in chunks of
-    # _ANGULAR_CHUNK, each a [rows, chunk, num_reference] table recomputed
-    # in the backward pass.
-    chunk = min(_ANGULAR_CHUNK, num_reference)
-    num_chunks = -(-num_reference // chunk)
-    # The last chunk is completed with column 0; its terms are discarded.
-    columns = jnp.arange(num_chunks * chunk) % num_reference
-    chunk_terms = jax.checkpoint(
-      lambda columns_: positive_terms(
-        reference, s, negative, tan_squared, columns_
+      return positive_terms(
+        s, s, jnp.matmul(reference, reference.T), negative, tan_squared
       )
+    # The memory-bounded path: each row's positive columns in chunks of
+    # _ANGULAR_CHUNK, each a [rows, chunk, num_reference] table recomputed
+    # in the backward pass. Chunk k holds each row's positives of ranks 8k
+    # to 8k + 7, so the chunks past the block's largest positive count hold
+    # none and are skipped: O(rows |P| num_reference) terms, not
+    # O(rows num_reference^2) (one chunk instead of 128 at 1024 rows of 8
+    # per class).
+    chunk = min(_ANGULAR_CHUNK, num_reference)
+    # Each positive's rank among its row's positives, in column order (a
+    # cumulative sum: XLA:CPU's sorts cost 0.1 s per 1024 x 1024 here).
+    rank = jnp.cumsum(positive, axis=1, dtype=jnp.int32) - 1
+
+    def chunk_values(start, s, reference, tan_squared, masks):
+      """``[rows, chunk]`` terms of each row's positives of ranks `start`.."""
+      positive, negative, rank = masks
+      # Column 0 past a row's last positive (its terms are discarded).
+      wanted = start + jnp.arange(chunk, dtype=jnp.int32)
+      is_wanted = positive[:, None, :] & (
+        rank[:, None, :] == wanted[None, :, None]
+      )
+      columns = jnp.argmax(is_wanted, axis=2)
+      # Each row's own positives: [rows, chunk, n] products.
+      products = jnp.einsum('rcd,nd->rcn', reference[columns], reference)
+      s_positives = jnp.take_along_axis(s, columns, axis=1)
+      return positive_terms(s, s_positives, products, negative, tan_squared)
+
+    values = _angular_chunk_loop(
+      chunk_values,
+      chunk,
+      num_reference,
+      (s, reference, tan_squared),
+      (positive, negative, rank),
     )
-    values = jax.lax.map(chunk_terms, columns.reshape(num_chunks, chunk))
-    values = jnp.moveaxis(values, 0, 1).reshape(s.shape[0], -1)
-    return values[:, :num_reference]
+    # [rows, rank] -> [rows, column]; the columns of non-positives get
+    # unused values (masked by the caller).
+    return jnp.take_along_axis(values, jnp.maximum(rank, 0), axis=1)
 
   return _pair_rows(
     _per_positive(terms),

@@ -42,6 +42,31 @@ def center_cosines(
   return jnp.einsum('bd,ckd->bck', unit_x, unit_c), unit_c
 
 
+def _closest_subcenter_cosines(
+  embeddings: ArrayLike, subcenters: ArrayLike
+) -> jax.Array:
+  """``[batch, num_classes]`` cosine to each class's closest sub-centre.
+
+  The cosines are computed sub-centre-major (``[batch, K * num_classes]``),
+  so that the maximum is K - 1 elementwise selections between contiguous
+  ``[batch, num_classes]`` blocks, whose gradient reaches one sub-centre
+  (the first of tied ones). `jnp.max` over the minor K axis of ``[batch,
+  num_classes, K]`` cost as much as the matrix products (0.38 s of 0.94 s
+  forward + backward at 4096 x 512, 1000 classes x 3, 2-core CPU).
+  """
+  dtype = checks.compute_dtype(embeddings, subcenters)
+  unit_x = _pairwise.l2_normalize(jnp.asarray(embeddings, dtype))
+  unit_c = _pairwise.l2_normalize(jnp.asarray(subcenters, dtype))
+  num_classes, k, dim = unit_c.shape
+  by_subcenter = jnp.swapaxes(unit_c, 0, 1).reshape(k * num_classes, dim)
+  all_cosines = jnp.matmul(unit_x, by_subcenter.T)
+  cosines = all_cosines[:, :num_classes]
+  for j in range(1, k):
+    other = all_cosines[:, j * num_classes : (j + 1) * num_classes]
+    cosines = jnp.where(other > cosines, other, cosines)
+  return cosines
+
+
 def subcenter_arcface_loss(
   embeddings: ArrayLike,
   subcenters: ArrayLike,
@@ -107,8 +132,7 @@ def subcenter_arcface_loss(
     margin, 'margin', 0.0, math.pi / 2, high_inclusive=False
   )
   check_center_inputs(embeddings, subcenters, labels, 'subcenters')
-  cosines, _ = center_cosines(embeddings, subcenters)
-  cosines = jnp.max(cosines, axis=2)
+  cosines = _closest_subcenter_cosines(embeddings, subcenters)
   labels = jnp.asarray(labels).astype(jnp.int32)
   params = (
     jnp.asarray(scale, cosines.dtype),
