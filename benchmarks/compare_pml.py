@@ -15,11 +15,17 @@ defaults, mapped to our conventions) and the same class weights:
 The pair-based baselines (contrastive, multi-similarity, generalised lifted
 structure, N-pair, triplet margin, angular, SupCon, NT-Xent) are checked
 first, value and gradients in float64 at PML's defaults and one other
-setting (`pair_parity_rows`, ``--nopair_parity`` skips it); they are not
-timed. So are L-Softmax, SphereFace, sub-centre ArcFace, ProxyNCA and
-SoftTriple, with gradients w.r.t. the class weights too
-(`class_parity_rows`, ``--noclass_parity`` skips it); ``--notiming`` prints
-the parity tables only.
+setting (`pair_parity_rows`, ``--nopair_parity`` skips it). So are
+L-Softmax, SphereFace, sub-centre ArcFace, ProxyNCA and SoftTriple, with
+gradients w.r.t. the class weights too (`class_parity_rows`,
+``--noclass_parity`` skips it); ``--notiming`` prints the parity tables
+only. All of them are then timed as the losses above (`_baseline_cases`:
+PML's defaults, with the parity rows' miners and reducers): the pair-based
+ones at B = 1024, D = 128 (8 per class; NT-Xent at B = 256, where PML's
+O(B^4) matrix fits; angular with ``block_size``, as its dense form holds
+``[B, B, B]``), the others at B = 4096, D = 512, C = 1000. The three
+triplet margin rows are ``triplet_margin_loss:all``, ``:semihard`` and
+``:hard``; ``--losses=triplet_margin_loss`` selects all three.
 
 Each row first checks that the two agree: the relative difference of the
 reduced loss and of the gradients w.r.t. the embeddings and, for the proxy
@@ -129,7 +135,8 @@ _PML_MAX_GIB = flags.DEFINE_float(
 _LOSSES = flags.DEFINE_list(
   'losses',
   None,
-  'Our functions to compare (comma-separated, e.g. proxy_anchor_loss); '
+  'Our functions to compare (comma-separated, e.g. proxy_anchor_loss or '
+  'triplet_margin_loss:hard; a function name selects all its rows); '
   'default: all. The huge row runs only with circle_loss_pairwise.',
 )
 _PML_MEMORY = flags.DEFINE_bool(
@@ -181,6 +188,10 @@ _PROXY_ANCHOR_ALPHA = 32.0
 _MEAN = 'mean'
 _NONZERO_MEAN = 'mean over non-zero'
 _BATCH = 'batch scalar (Eq. 4)'
+_SUM = 'sum (SumReducer)'
+
+# PML's class-weight layouts (`_Case.pml_layout`).
+_TRANSPOSED, _SAME, _CENTERS = 'transposed', 'same', 'centers'
 
 
 def _circle(x, y, *, block_size=None):
@@ -276,8 +287,23 @@ class _Case:
       `_BATCH` (none: `jax_loss` is already the batch's loss).
     make_pml: ``(num_classes, dim) -> (fn(x, y) -> loss, class weights)``;
       the weights list is empty for pairwise losses.
-    pml_transposed: whether PML's class weights are ``[dim, num_classes]``
-      (``W``), the transpose of ours.
+    pml_layout: PML's class weights against ours: `_TRANSPOSED` (``W``,
+      ``[dim, num_classes]``), `_SAME` (``[num_classes, dim]``) or
+      `_CENTERS` (``[dim, num_classes * K]``, class-major, against our
+      ``[num_classes, K, dim]``).
+    centers_per_class: K of our ``[num_classes, K, dim]`` class weights; 0
+      for ``[num_classes, dim]``.
+    small_batch: a pair-based baseline, timed at the smaller pair batch
+      (PML's triplet and angular losses list every (anchor, positive,
+      negative) index).
+    max_batch: the row's batch at most this (where PML cannot hold the
+      larger one), or None.
+    block_size: of our loss in every row, or None.
+    unit_inputs: the embeddings are L2-normalised before both libraries see
+      them, and the embeddings' gradients are compared on the sphere's
+      tangent space (`_UNIT_TANGENT`).
+    takes_num_classes: `jax_loss` takes a keyword-only ``num_classes``
+      (the labels being ``0 .. num_classes - 1``).
   """
 
   name: str
@@ -287,7 +313,13 @@ class _Case:
   jax_loss: Callable
   reduction: str
   make_pml: Callable
-  pml_transposed: bool = True
+  pml_layout: str = _TRANSPOSED
+  centers_per_class: int = 0
+  small_batch: bool = False
+  max_batch: int | None = None
+  block_size: int | None = None
+  unit_inputs: bool = False
+  takes_num_classes: bool = False
 
 
 _CASES = {
@@ -356,7 +388,7 @@ _CASES = {
       _proxy_anchor,
       _BATCH,
       _pml_proxy_anchor,
-      pml_transposed=False,
+      pml_layout=_SAME,
     ),
   )
 }
@@ -370,15 +402,19 @@ def _inputs(case: _Case, batch: int, dim: int, num_classes: int):
     batch, dim, num_classes: the shape.
 
   Returns:
-    ``(x, w, y)``: ``[batch, dim]`` float32 embeddings, ``[num_classes,
-    dim]`` float32 class weights (None for pairwise losses) and ``[batch]``
-    integer labels.
+    ``(x, w, y)``: ``[batch, dim]`` float32 embeddings (of unit norm for
+    `_Case.unit_inputs`), ``[num_classes, dim]`` (or ``[num_classes, K,
+    dim]``) float32 class weights (None for pairwise losses) and
+    ``[batch]`` integer labels.
   """
   rng = np.random.default_rng(0)
   x = rng.standard_normal((batch, dim)).astype(np.float32)
+  if case.unit_inputs:
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
   if case.proxy:
-    w = (rng.standard_normal((num_classes, dim)) * 0.05).astype(np.float32)
-    return x, w, rng.integers(0, num_classes, batch)
+    centers = (case.centers_per_class,) if case.centers_per_class else ()
+    w = rng.standard_normal((num_classes, *centers, dim)) * 0.05
+    return x, w.astype(np.float32), rng.integers(0, num_classes, batch)
   # Equal-sized classes: every anchor has positives and negatives.
   return x, None, rng.permutation(np.arange(batch) % num_classes)
 
@@ -389,17 +425,22 @@ def _jax_step(case, x, w, y, block_size=None):
   Args:
     case: the loss.
     x: ``[batch, dim]`` float32 embeddings.
-    w: ``[num_classes, dim]`` float32 class weights, or None (pairwise).
+    w: ``[num_classes, dim]`` (or ``[num_classes, K, dim]``) float32 class
+      weights, or None (pairwise).
     y: ``[batch]`` integer labels.
-    block_size: of a pairwise loss, or None.
+    block_size: of a pairwise loss, or None (then the case's own).
 
   Returns:
     ``(run, temp_bytes)``: ``run()`` returns ``(value, grads)`` with
     ``grads`` a tuple (embeddings[, class weights]), finished computing.
   """
   loss_fn = case.jax_loss
+  block_size = block_size or case.block_size
   if block_size is not None:
     loss_fn = functools.partial(loss_fn, block_size=block_size)
+  if case.takes_num_classes:
+    # Static: the N-pair batch has one anchor per class.
+    loss_fn = functools.partial(loss_fn, num_classes=int(np.max(y)) + 1)
 
   def objective(*args):
     per_example = loss_fn(*args)
@@ -408,6 +449,8 @@ def _jax_step(case, x, w, y, block_size=None):
     if case.reduction == _NONZERO_MEAN:
       count = jnp.sum(per_example > 0)
       return jnp.sum(per_example) / jnp.maximum(count, 1)
+    if case.reduction == _SUM:
+      return jnp.sum(per_example)
     return jnp.mean(per_example)
 
   differentiated = (x, w) if case.proxy else (x,)
@@ -429,22 +472,30 @@ def _pml_step(case, x, w, y):
   Args:
     case: the loss.
     x: ``[batch, dim]`` float32 embeddings.
-    w: ``[num_classes, dim]`` float32 class weights, or None (pairwise);
-      PML gets their transpose where its layout is ``[dim, num_classes]``.
+    w: ``[num_classes, dim]`` (or ``[num_classes, K, dim]``) float32 class
+      weights, or None (pairwise); PML gets them in its layout
+      (`_Case.pml_layout`).
     y: ``[batch]`` integer labels.
 
   Returns:
     ``run``; its ``grads`` are NumPy arrays in our layout (embeddings, then
-    class weights ``[num_classes, dim]``).
+    class weights).
   """
   fn, weights = case.make_pml(None if w is None else w.shape[0], x.shape[1])
 
-  def ours(array):  # PML's class-weight layout <-> ours (also the inverse).
-    return array.T if case.pml_transposed else array
+  def theirs(array):  # Our class-weight layout -> PML's.
+    if case.pml_layout == _CENTERS:
+      return array.reshape(-1, array.shape[-1]).T
+    return array.T if case.pml_layout == _TRANSPOSED else array
+
+  def ours(array):  # PML's class-weight layout -> ours.
+    if case.pml_layout == _CENTERS:
+      return array.T.reshape(*w.shape)
+    return array.T if case.pml_layout == _TRANSPOSED else array
 
   if weights:
     with torch.no_grad():
-      weights[0].copy_(torch.from_numpy(ours(w)))
+      weights[0].copy_(torch.from_numpy(np.ascontiguousarray(theirs(w))))
   x_torch = torch.from_numpy(x.copy()).requires_grad_()
   y_torch = torch.from_numpy(np.asarray(y, np.int64))
   leaves = [x_torch, *weights]
@@ -533,8 +584,9 @@ def _format(value, spec='.1f'):
   return 'n/a' if value is None else format(value, spec)
 
 
-def _shape(batch, dim, num_classes, proxy, block_size=None):
+def _shape(batch, dim, num_classes, proxy, block_size=None, centers=0):
   shape = f'B={batch} D={dim}' + (f' C={num_classes}' if proxy else '')
+  shape += f' K={centers}' if centers else ''
   return shape + (f' block={block_size}' if block_size else '')
 
 
@@ -551,9 +603,15 @@ def _compare(case, batch, dim, num_classes, reps, pml_memory, block_size=None):
   x, w, y = _inputs(case, batch, dim, num_classes)
   jax_run, temp = _jax_step(case, x, w, y, block_size)
   pml_run = _pml_step(case, x, w, y)
+  block_size = block_size or case.block_size
   # The agreement check doubles as the warm-up of both.
   jax_value, jax_grads = jax_run()
   pml_value, pml_grads = pml_run()
+  if case.unit_inputs:
+    # Only the tangent components are defined alike (`_UNIT_TANGENT`).
+    jax_grads, pml_grads = (
+      [_tangent(grads[0], x), *grads[1:]] for grads in (jax_grads, pml_grads)
+    )
   value_difference = abs(float(jax_value) - pml_value) / abs(pml_value)
   # Embeddings, then (proxy losses) class weights.
   grad_differences = [
@@ -567,7 +625,9 @@ def _compare(case, batch, dim, num_classes, reps, pml_memory, block_size=None):
   return (
     case.name,
     case.pml,
-    _shape(batch, dim, num_classes, case.proxy, block_size),
+    _shape(
+      batch, dim, num_classes, case.proxy, block_size, case.centers_per_class
+    ),
     case.hyperparameters,
     case.reduction,
     f'{value_difference:.1e}',
@@ -580,6 +640,12 @@ def _compare(case, batch, dim, num_classes, reps, pml_memory, block_size=None):
     _format(None if temp is None else temp / _MIB),
     pml_memory,
   )
+
+
+def _tangent(grad, x):
+  """`grad`'s components tangent to the unit sphere at the rows of `x`."""
+  grad = np.asarray(grad, np.float64)
+  return grad - np.sum(grad * x, axis=1, keepdims=True) * x
 
 
 def _huge_circle(batch, dim, block_size, pml_estimate):
@@ -791,6 +857,24 @@ def _parity_cases():
         margin=0.2,
         reducer='SumReducer',
         miner=semihard,
+      ),
+    ),
+    # PML's hard miner keeps d_an <= d_ap (its margin, 0.2, is then moot);
+    # the loss's margin is its default, 0.05.
+    (
+      "triplet_margin_loss(margin=0.05, triplets='hard', normalize=True),"
+      ' summed x P·N',
+      'TripletMarginLoss() + TripletMarginMiner(hard), SumReducer',
+      lambda x, y: (
+        triplets_per_anchor
+        * losses.triplet_margin_loss(
+          x, y, margin=0.05, triplets='hard', normalize=True
+        ).sum()
+      ),
+      _pml_loss(
+        pml_losses.TripletMarginLoss,
+        reducer='SumReducer',
+        miner=pml_miners.TripletMarginMiner(type_of_triplets='hard'),
       ),
     ),
     # PML's AngularLoss normalises the anchors and positives but not the
@@ -1107,6 +1191,239 @@ def print_class_parity() -> None:
   print()
 
 
+# ---------------------------------------------------------------------------
+# The issue 18 baselines, timed: PML's class of the same name at its
+# defaults, with the miners and reducers of the parity rows above.
+# ---------------------------------------------------------------------------
+
+# PML's TripletMarginMiner default (also the semi-hard row's loss margin:
+# ours has one margin for selection and hinge, as in the parity rows).
+_SEMIHARD_MARGIN = 0.2
+_ANGULAR_BLOCK = 128
+# PML's NTXentLoss masks a [positive pairs, negative pairs] matrix, O(B^4):
+# at B = 1024 (8 per class) each float32 copy is 7168 x 1040384 x 4 bytes =
+# 28 GiB.
+_NTXENT_BATCH = 256
+
+
+def _n_pairs_timed(x, y, *, num_classes):
+  """PML's N-pair batch (the first two of each class) on unit embeddings.
+
+  Traced, as PML picks its pairs inside the loss call; the labels must be
+  ``0 .. num_classes - 1``, each with two samples or more.
+  """
+  rows = jnp.arange(y.shape[0])
+  firsts = jnp.full(num_classes, y.shape[0]).at[y].min(rows)
+  rest = jnp.where(rows == firsts[y], y.shape[0], rows)
+  seconds = jnp.full(num_classes, y.shape[0]).at[y].min(rest)
+  x = losses.l2_normalize(x)
+  classes = jnp.arange(num_classes)
+  return losses.n_pairs_loss(
+    x[firsts], classes, reference=losses.ReferenceSet(x[seconds], classes)
+  )
+
+
+def _triplets_summed(triplets, margin):
+  """Per-anchor sums of the selected triplets' hinges (PML's SumReducer)."""
+
+  def loss(x, y, *, block_size=None):
+    per_anchor = losses.triplet_margin_loss(
+      x,
+      y,
+      margin=margin,
+      triplets=triplets,
+      normalize=True,
+      block_size=block_size,
+    )
+    # Ours divides each anchor's sum by its |P| |N| triplets; labels are
+    # below the batch size here.
+    sizes = jnp.zeros(y.shape[0], per_anchor.dtype).at[y].add(1.0)[y]
+    return per_anchor * (sizes - 1.0) * (y.shape[0] - sizes)
+
+  return loss
+
+
+def _pml_pair(loss_class, **kwargs):
+  """``make_pml`` of a pair-based loss: `_pml_loss` (``MeanReducer``)."""
+  return lambda num_classes, dim: (_pml_loss(loss_class, **kwargs), [])
+
+
+def _pml_class(loss_class, **kwargs):
+  """``make_pml`` of a loss with class weights (W, proxies or fc)."""
+
+  def make(num_classes, dim):
+    loss = loss_class(num_classes=num_classes, embedding_size=dim, **kwargs)
+    return loss, [_pml_weights(loss)]
+
+  return make
+
+
+def _baseline_cases():
+  partial = functools.partial
+  pair = dict(proxy=False, reduction=_MEAN, small_batch=True)
+  return (
+    _Case(
+      'contrastive_loss',
+      'ContrastiveLoss, MeanReducer',
+      'pos_margin=0 neg_margin=1 power=1, unit embeddings',
+      jax_loss=partial(losses.contrastive_loss, power=1, normalize=True),
+      make_pml=_pml_pair(pml_losses.ContrastiveLoss),
+      **pair,
+    ),
+    _Case(
+      'multi_similarity_loss',
+      'MultiSimilarityLoss, MeanReducer',
+      'alpha=2 beta=50 base=0.5',
+      jax_loss=losses.multi_similarity_loss,
+      make_pml=_pml_pair(pml_losses.MultiSimilarityLoss),
+      **pair,
+    ),
+    _Case(
+      'lifted_structure_loss',
+      'GeneralizedLiftedStructureLoss, MeanReducer',
+      'neg_margin=1 pos_margin=0, unit embeddings',
+      jax_loss=partial(losses.lifted_structure_loss, normalize=True),
+      make_pml=_pml_pair(pml_losses.GeneralizedLiftedStructureLoss),
+      **pair,
+    ),
+    _Case(
+      'n_pairs_loss',
+      'NPairsLoss, MeanReducer',
+      'first two of each class, unit embeddings',
+      jax_loss=_n_pairs_timed,
+      make_pml=_pml_pair(pml_losses.NPairsLoss),
+      takes_num_classes=True,
+      **pair,
+    ),
+    _Case(
+      'triplet_margin_loss:all',
+      'TripletMarginLoss, MeanReducer',
+      f"margin={_TRIPLET_MARGIN} triplets='all', unit embeddings",
+      jax_loss=partial(
+        losses.triplet_margin_loss,
+        margin=_TRIPLET_MARGIN,
+        triplets='all',
+        normalize=True,
+      ),
+      make_pml=_pml_pair(pml_losses.TripletMarginLoss),
+      **pair,
+    ),
+    _Case(
+      'triplet_margin_loss:semihard',
+      f'TripletMarginLoss({_SEMIHARD_MARGIN}) + TripletMarginMiner'
+      '(semihard), SumReducer',
+      f"margin={_SEMIHARD_MARGIN} triplets='semihard', unit embeddings, x P·N",
+      jax_loss=_triplets_summed('semihard', _SEMIHARD_MARGIN),
+      make_pml=_pml_pair(
+        pml_losses.TripletMarginLoss,
+        margin=_SEMIHARD_MARGIN,
+        reducer='SumReducer',
+        miner=pml_miners.TripletMarginMiner(type_of_triplets='semihard'),
+      ),
+      **{**pair, 'reduction': _SUM},
+    ),
+    _Case(
+      'triplet_margin_loss:hard',
+      'TripletMarginLoss + TripletMarginMiner(hard), SumReducer',
+      f"margin={_TRIPLET_MARGIN} triplets='hard', unit embeddings, x P·N",
+      jax_loss=_triplets_summed('hard', _TRIPLET_MARGIN),
+      make_pml=_pml_pair(
+        pml_losses.TripletMarginLoss,
+        reducer='SumReducer',
+        miner=pml_miners.TripletMarginMiner(type_of_triplets='hard'),
+      ),
+      **{**pair, 'reduction': _SUM},
+    ),
+    # Without block_size ours holds all [B, B, B] (anchor, positive,
+    # negative) terms at once.
+    _Case(
+      'angular_loss',
+      'AngularLoss, MeanReducer',
+      'alpha=40, unit inputs, tangent gradient',
+      jax_loss=losses.angular_loss,
+      make_pml=_pml_pair(pml_losses.AngularLoss),
+      block_size=_ANGULAR_BLOCK,
+      unit_inputs=True,
+      **pair,
+    ),
+    _Case(
+      'supcon_loss',
+      'SupConLoss, MeanReducer',
+      'temperature=0.1',
+      jax_loss=losses.supcon_loss,
+      make_pml=_pml_pair(pml_losses.SupConLoss),
+      **pair,
+    ),
+    _Case(
+      'ntxent_loss',
+      'NTXentLoss, MeanReducer',
+      'temperature=0.07',
+      jax_loss=losses.ntxent_loss,
+      make_pml=_pml_pair(pml_losses.NTXentLoss),
+      max_batch=_NTXENT_BATCH,
+      **pair,
+    ),
+    _Case(
+      'large_margin_softmax_loss',
+      'LargeMarginSoftmaxLoss',
+      'margin=4 (scale 1, lambda 0)',
+      True,
+      partial(losses.large_margin_softmax_loss, margin=4),
+      _MEAN,
+      _pml_class(pml_losses.LargeMarginSoftmaxLoss),
+    ),
+    _Case(
+      'sphereface_loss',
+      'SphereFaceLoss',
+      'margin=4 (scale 1, lambda 0)',
+      True,
+      partial(losses.sphereface_loss, margin=4),
+      _MEAN,
+      _pml_class(pml_losses.SphereFaceLoss),
+    ),
+    _Case(
+      'subcenter_arcface_loss',
+      'SubCenterArcFaceLoss',
+      f'margin={math.radians(_ARCFACE_MARGIN_DEGREES):.4f} rad '
+      f'(PML: {_ARCFACE_MARGIN_DEGREES} deg) scale={_ARCFACE_SCALE:g}',
+      True,
+      partial(
+        losses.subcenter_arcface_loss,
+        scale=_ARCFACE_SCALE,
+        margin=math.radians(_ARCFACE_MARGIN_DEGREES),
+      ),
+      _MEAN,
+      _pml_class(pml_losses.SubCenterArcFaceLoss),
+      pml_layout=_CENTERS,
+      centers_per_class=3,
+    ),
+    _Case(
+      'proxy_nca_loss',
+      'ProxyNCALoss',
+      'softmax_scale=1',
+      True,
+      losses.proxy_nca_loss,
+      _MEAN,
+      _pml_class(pml_losses.ProxyNCALoss),
+      pml_layout=_SAME,
+    ),
+    _Case(
+      'soft_triple_loss',
+      'SoftTripleLoss (no regulariser)',
+      'la=20 gamma=0.1 margin=0.01 tau=0',
+      True,
+      partial(losses.soft_triple_loss, tau=0.0),
+      _MEAN,
+      _pml_class(pml_losses.SoftTripleLoss),
+      pml_layout=_CENTERS,
+      centers_per_class=10,
+    ),
+  )
+
+
+_CASES.update((case.name, case) for case in _baseline_cases())
+
+
 def main(argv):
   del argv
   if _PAIR_PARITY.value:
@@ -1120,22 +1437,34 @@ def main(argv):
   reps = _REPS.value or (3 if _QUICK.value else 7)
   if _QUICK.value:
     pairwise_batch, proxy_batch, proxy_dim, num_classes = 512, 512, 128, 100
+    pair_baseline_batch = 256
   else:
     pairwise_batch, proxy_batch, proxy_dim, num_classes = 4096, 4096, 512, 1000
+    pair_baseline_batch = 1024
   pairwise_dim = 128
   selected = _LOSSES.value or list(_CASES)
-  unknown = sorted(set(selected) - set(_CASES))
+  # A function's name selects all its rows ('triplet_margin_loss' its
+  # 'triplet_margin_loss:...' ones).
+  cases = {
+    name: case
+    for name, case in _CASES.items()
+    if name in selected or name.split(':')[0] in selected
+  }
+  known = set(_CASES) | {name.split(':')[0] for name in _CASES}
+  unknown = sorted(set(selected) - known)
   if unknown:
     raise app.UsageError(
-      f'--losses: unknown {unknown}; choose from {sorted(_CASES)}'
+      f'--losses: unknown {unknown}; choose from {sorted(known)}'
     )
-  cases = {name: case for name, case in _CASES.items() if name in selected}
-  shapes = {
-    name: (proxy_batch, proxy_dim, num_classes)
-    if case.proxy
-    else (pairwise_batch, pairwise_dim, pairwise_batch // _SAMPLES_PER_CLASS)
-    for name, case in cases.items()
-  }
+
+  def shape(case):
+    if case.proxy:
+      return proxy_batch, proxy_dim, num_classes
+    batch = pair_baseline_batch if case.small_batch else pairwise_batch
+    batch = min(batch, case.max_batch or batch)
+    return batch, pairwise_dim, batch // _SAMPLES_PER_CLASS
+
+  shapes = {name: shape(case) for name, case in cases.items()}
   peaks = dict(
     zip(
       shapes,
