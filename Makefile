@@ -101,4 +101,5 @@ test-coco: $(COCO_STAMP)
 	$(COCO_PY) -m pytest -n 0 -q -m tensorflow
 
 clean:
-	rm -rf $(VENV) $(PML_VENV) $(COCO_VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PML_VENV) $(COCO_VENV) *.egg-info .pytest_cache .ruff_cache \
+	  .jax_cache

@@ -1,14 +1,12 @@
 """Test-wide settings: 4 fake CPU devices, float64 for references and one
-compilation cache shared by the whole run; the fixtures of training runs
-shared by several test packages; the order in which the tests are handed
-out.
+compilation cache shared by the whole run and kept for the next one; the
+fixtures of training runs shared by several test packages; the order in
+which the tests are handed out.
 
 Helpers that tests import are in tests/support.py, not here.
 """
 
 import os
-import shutil
-import tempfile
 
 # Multi-device tests need several devices; XLA reads its flags once, before
 # the first backend starts, so they are set before anything imports jax.
@@ -32,14 +30,23 @@ os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # Many tests compile the same programs (a resumed run, the rerun after a
-# SIGTERM, the same step on several configs): JAX's persistent cache lets
-# them compile once. The directory is made by the first pytest process and
-# inherited through the environment by xdist workers and the subprocesses
-# the tests start, and removed at the end of the run.
-_CACHE_VARIABLE = 'JAX_COMPILATION_CACHE_DIR'
-_OWN_CACHE = _CACHE_VARIABLE not in os.environ
-if _OWN_CACHE:
-  os.environ[_CACHE_VARIABLE] = tempfile.mkdtemp(prefix='discfeat-jax-cache-')
+# SIGTERM, the same step on several configs), and every run of the suite
+# compiles the same programs as the last one: JAX's persistent cache lets
+# each compile once. It is kept between runs in .jax_cache/tests (ignored
+# by git; `make clean` removes it; least recently used entries beyond
+# 512 MiB are dropped; the suite writes about 50 MiB), inherited through
+# the environment by xdist workers and the subprocesses the tests start.
+# JAX keys an entry by the program, the compile options and its own
+# version, so a changed program compiles anew. A first run (a fresh clone,
+# CI) compiles everything; an explicit JAX_COMPILATION_CACHE_DIR is used
+# instead.
+os.environ.setdefault(
+  'JAX_COMPILATION_CACHE_DIR',
+  os.path.join(
+    os.path.dirname(os.path.dirname(__file__)), '.jax_cache', 'tests'
+  ),
+)
+os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(512 * 2**20))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
@@ -54,13 +61,6 @@ import pytest  # noqa: E402
 from inference import model as model_lib  # noqa: E402
 from input_pipeline import preparation  # noqa: E402
 from tests import support  # noqa: E402
-
-
-def pytest_unconfigure(config):
-  del config
-  if _OWN_CACHE:
-    shutil.rmtree(os.environ[_CACHE_VARIABLE], ignore_errors=True)
-
 
 # Fixtures of training runs. A test that uses one of them trains (or
 # starts training processes): `pytest_collection_modifyitems` hands such
