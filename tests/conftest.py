@@ -7,6 +7,7 @@ Helpers that tests import are in tests/support.py, not here.
 """
 
 import os
+import shutil
 
 # Multi-device tests need several devices; XLA reads its flags once, before
 # the first backend starts, so they are set before anything imports jax.
@@ -33,22 +34,28 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # SIGTERM, the same step on several configs), and every run of the suite
 # compiles the same programs as the last one: JAX's persistent cache lets
 # each compile once. It is kept between runs in .jax_cache/tests (ignored
-# by git; `make clean` removes it; least recently used entries beyond
-# 512 MiB are dropped; the suite writes about 50 MiB), inherited through
-# the environment by xdist workers and the subprocesses the tests start.
-# JAX keys an entry by the program, the compile options and its own
-# version, so a changed program compiles anew. A first run (a fresh clone,
-# CI) compiles everything; an explicit JAX_COMPILATION_CACHE_DIR is used
-# instead.
-os.environ.setdefault(
+# by git; `make clean` removes it), inherited through the environment by
+# xdist workers and the subprocesses the tests start. JAX keys an entry by
+# the program, the compile options and its own version, so a changed
+# program compiles anew; a first run (a fresh clone, CI) compiles
+# everything. An explicit JAX_COMPILATION_CACHE_DIR is used instead.
+_CACHE_DIR = os.environ.setdefault(
   'JAX_COMPILATION_CACHE_DIR',
   os.path.join(
     os.path.dirname(os.path.dirname(__file__)), '.jax_cache', 'tests'
   ),
 )
-os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(512 * 2**20))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+# The suite writes about 50 MiB; programs that changed leave stale entries
+# behind. JAX's own size bound (jax_compilation_cache_max_size) keeps an
+# access-time file per entry and made the suite about twice as slow, so
+# the main process empties the cache once it outgrows 1 GiB instead.
+_CACHE_LIMIT_BYTES = 2**30
+if 'PYTEST_XDIST_WORKER' not in os.environ and os.path.isdir(_CACHE_DIR):
+  with os.scandir(_CACHE_DIR) as entries:
+    if sum(e.stat().st_size for e in entries) > _CACHE_LIMIT_BYTES:
+      shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 import jax  # noqa: E402
 
