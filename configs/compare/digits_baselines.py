@@ -36,15 +36,11 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
   config = digits.new_comparison('digits_baselines', mode)
   # No feature figures: the retrieval embeddings are 32-D.
   config.figure_task = ''
-  shared = {
-    'num_epochs': 30,
-    'model': {'stage_filters': (16, 32, 64)},
-    'checkpoint_every_steps': 1000,
-    'eval_every_steps': 1000,
-    'write_plots': False,
-  }
   config.tasks.retrieval = digits.make_task(
-    'configs.digits_retrieval', LOSSES, digits.RETRIEVAL_METRICS, **shared
+    'configs.digits_retrieval',
+    LOSSES,
+    digits.RETRIEVAL_METRICS,
+    **digits.SCHEDULE,
   )
   # The same network at its random initialisation (a learning rate of 0:
   # only BatchNorm's statistics follow the data): what training adds to the
@@ -53,7 +49,7 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
     'configs.digits_retrieval',
     ('softmax',),
     digits.RETRIEVAL_METRICS,
-    **shared,
+    **digits.SCHEDULE,
     optimizer={'learning_rate': 0.0},
   )
   if mode == 'quick':

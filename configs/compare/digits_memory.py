@@ -35,24 +35,17 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
   config = digits.new_comparison('digits_memory', mode)
   # No feature figures: the retrieval embeddings are 32-D.
   config.figure_task = ''
-  shared = {
-    'num_epochs': 30,
-    'model': {'stage_filters': (16, 32, 64)},
-    'checkpoint_every_steps': 1000,
-    'eval_every_steps': 1000,
-    'write_plots': False,
-  }
   config.tasks.retrieval = digits.make_task(
     'configs.digits_retrieval',
     MEMORY_LOSSES,
     digits.RETRIEVAL_METRICS,
-    **shared,
+    **digits.SCHEDULE,
   )
   config.tasks.retrieval_memory = digits.make_task(
     'configs.digits_retrieval',
     MEMORY_LOSSES,
     digits.RETRIEVAL_METRICS,
-    **shared,
+    **digits.SCHEDULE,
     memory=MEMORY,
   )
   if mode == 'quick':
