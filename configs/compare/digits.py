@@ -69,6 +69,15 @@ SCHEDULE = {
   'eval_every_steps': 1000,
   'write_plots': False,
 }
+# The smoke modes' runs (the test suite's): a few steps of a one-stage
+# LeNet++, as configs/tiny.py.
+SMOKE_SCHEDULE = {
+  'num_epochs': 1,
+  'num_train_steps': 4,
+  'model': {'stage_filters': (8,)},
+  'optimizer': {'warmup_steps': 0},
+  'eval_batch_size': 128,
+}
 
 
 def make_task(experiment, losses, metrics, **overrides):
@@ -151,14 +160,7 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
   elif mode == 'smoke':
     config.seeds = (0, 1)
     config.results_dir = 'runs/compare_smoke'
-    smoke = {
-      'num_epochs': 1,
-      'num_train_steps': 4,
-      'input': {'batch_size': 32},
-      'model': {'stage_filters': (8,)},
-      'optimizer': {'warmup_steps': 0},
-      'eval_batch_size': 128,
-    }
+    smoke = {**SMOKE_SCHEDULE, 'input': {'batch_size': 32}}
     config.tasks.classification.losses = ('softmax', 'circle_pairwise')
     config.tasks.multilabel.losses = ('g_softmax_multilabel',)
     del config.tasks['retrieval']

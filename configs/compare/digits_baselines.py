@@ -66,14 +66,6 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
     config.results_dir = 'runs/compare_baselines_smoke'
     config.tasks.retrieval.losses = ('softmax', 'multi_similarity')
     for task in config.tasks.values():
-      task.overrides.update(
-        {
-          'num_epochs': 1,
-          'num_train_steps': 4,
-          'model': {'stage_filters': (8,)},
-          'optimizer': {'warmup_steps': 0},
-          'eval_batch_size': 128,
-        }
-      )
+      task.overrides.update(digits.SMOKE_SCHEDULE)
     config.caveat = 'Smoke mode: a few steps of two losses; not a result.'
   return config

@@ -52,7 +52,7 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
     config.seeds = (0,)
     config.results_dir = 'runs/compare_memory_quick'
     for task in config.tasks.values():
-      task.overrides.num_epochs = 8
+      task.overrides.num_epochs = digits.QUICK_EPOCHS
     # A third of the 88 steps, as in the full comparison.
     config.tasks.retrieval_memory.overrides.memory.warmup_steps = 30
   elif mode == 'smoke':
@@ -60,15 +60,7 @@ def get_config(mode: str = 'full') -> ml_collections.ConfigDict:
     config.results_dir = 'runs/compare_memory_smoke'
     for task in config.tasks.values():
       task.losses = ('circle_pairwise',)
-      task.overrides.update(
-        {
-          'num_epochs': 1,
-          'num_train_steps': 4,
-          'model': {'stage_filters': (8,)},
-          'optimizer': {'warmup_steps': 0},
-          'eval_batch_size': 128,
-        }
-      )
+      task.overrides.update(digits.SMOKE_SCHEDULE)
     config.tasks.retrieval_memory.overrides.memory = dict(
       MEMORY, size=128, warmup_steps=2
     )
