@@ -50,8 +50,9 @@ compare: $(STAMP)
 	  --config=configs/compare/digits.py$(COMPARE_MODE) \
 	  --workdir=$(COMPARE_DIR)
 
-# The comparison with pytorch-metric-learning needs torch (about 1.2 GB), so
-# it gets its own venv and never enters .venv (the one CI installs).
+# The comparison with pytorch-metric-learning needs torch and torchvision
+# (6.5 GB: the matching pair pip finds is a CUDA build), so it gets its own
+# venv and never enters .venv (the one CI installs).
 PML_VENV := .venv-pml
 PML_PY := $(PML_VENV)/bin/python
 PML_STAMP := $(PML_VENV)/.installed-stamp
