@@ -13,32 +13,29 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import ml_collections
 import numpy as np
-import tensorflow_datasets as tfds
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+import input_pipeline
 from common import cli
-from training import (
-  checkpointing,
-  evaluation_loop,
-  lifecycle,
-  periodic,
-  tensorboard_writer,
-)
-from training import experiment as experiment_lib
+from training import lifecycle, objectives
+
+if TYPE_CHECKING:
+  from training import experiment as experiment_lib
+  from training import periodic
 
 
 def train_and_evaluate(
   config: ml_collections.ConfigDict,
   workdir: str,
   *,
-  experiment: experiment_lib.Experiment | None = None,
-  hooks: Sequence[periodic.Hook] = (),
+  experiment: 'experiment_lib.Experiment | None' = None,
+  hooks: 'Sequence[periodic.Hook]' = (),
 ) -> dict[str, Any]:
   """Trains the configured model and loss, evaluates, writes the results.
 
@@ -58,6 +55,16 @@ def train_and_evaluate(
     The final evaluation metrics (also in ``workdir/results.json``), or
     ``{'preempted_at_step': step}`` when stopped by SIGTERM.
   """
+  # Loaded here rather than with this file, so that `main` refuses a
+  # mistake before paying for them (grain, orbax, the steps: about 0.5 s).
+  from training import (  # pylint: disable=g-import-not-at-top
+    checkpointing,
+    evaluation_loop,
+    periodic,
+    tensorboard_writer,
+  )
+  from training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+
   # Every setting is checked, and the data opened, before the workdir is
   # touched or anything is compiled.
   lifecycle.check_workdir(workdir)
@@ -133,12 +140,14 @@ def train_and_evaluate(
       results = evaluate(state, final=True, workdir=workdir)
       results['step'] = int(state.step)
       writer.write_scalars(results['step'], _scalars(results, 'test/'))
-    _write_results(workdir, run, results)
+    _write_results(
+      os.path.join(workdir, experiment_lib.RESULTS_FILE), run, results
+    )
   logging.info('Final evaluation: %s', evaluation_loop.summary(results))
   return results
 
 
-def _log_plan(run: experiment_lib.Experiment) -> None:
+def _log_plan(run: 'experiment_lib.Experiment') -> None:
   described = run.described_hparams()
   logging.info(
     'Training %s(%s) on %s: %d steps (%d per epoch), global batch %d.',
@@ -167,10 +176,10 @@ def _log_start(start_step: int, num_train_steps: int, directory: str) -> None:
     )
 
 
-def _write_results(workdir, run, results) -> None:
+def _write_results(path, run, results) -> None:
   if jax.process_index() != 0:
     return
-  with open(os.path.join(workdir, experiment_lib.RESULTS_FILE), 'w') as file:
+  with open(path, 'w') as file:
     json.dump(
       {
         'metrics': results,
@@ -243,7 +252,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(cli.QuietLibraries())
-  tfds.disable_progress_bar()
+  # Before the accelerator starts (seconds on a GPU) and the training
+  # modules load: a mistake is reported at once, by every process.
+  cli.report_user_errors(
+    lambda: _check_before_training(FLAGS.config, FLAGS.workdir),
+    traceback=FLAGS.traceback,
+  )
   if FLAGS.coordinator_address or FLAGS.distributed:
     # Before anything touches a device: the backend starts with the global
     # device list.
@@ -261,10 +275,27 @@ def main(argv):
     jax.process_count(),
     jax.local_devices(),
   )
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  tfds.disable_progress_bar()
   cli.report_user_errors(
     lambda: train_and_evaluate(FLAGS.config, FLAGS.workdir),
     traceback=FLAGS.traceback,
   )
+
+
+def _check_before_training(config: ml_collections.ConfigDict, workdir: str):
+  """The mistakes refused before the modules only training needs load.
+
+  A bad loss or hyperparameter, a missing data set or a workdir that is a
+  file; `experiment.build` checks everything else (and these again) before
+  anything compiles.
+  """
+  lifecycle.check_workdir(workdir)
+  objectives.resolve_hparams(
+    objectives.get_objective(config.loss.name), config.loss
+  )
+  input_pipeline.check_input(config.input)
 
 
 if __name__ == '__main__':

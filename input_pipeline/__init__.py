@@ -2,6 +2,7 @@
 
 Public API::
 
+  input_pipeline.check_input(config.input)  # Is the data there? Fast.
   dataset = input_pipeline.create_dataset(config.input, seed=config.seed)
   dataset.info                    # DatasetInfo: classes, image shape, sizes
   for batch in dataset.train_batches(start_step): ...   # endless, resumable
@@ -24,6 +25,7 @@ _MODULES = {
   'DataNotPreparedError': 'input_pipeline.datasets.catalog',
   'default_input_config': 'input_pipeline.config',
   'SAMPLERS': 'input_pipeline.pipeline',
+  'check_input': 'input_pipeline.preparation',
   'Dataset': 'input_pipeline.pipeline',
   'DatasetInfo': 'input_pipeline.pipeline',
   'create_dataset': 'input_pipeline.pipeline',
@@ -37,6 +39,7 @@ __all__ = (
   'DataNotPreparedError',
   'Dataset',
   'DatasetInfo',
+  'check_input',
   'create_dataset',
   'default_input_config',
   'read_lfw_pairs',

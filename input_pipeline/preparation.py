@@ -519,6 +519,64 @@ def prepare(
   return download_and_prepare_catalog(name, data_dir)
 
 
+# The config.input field naming the user's files, per origin.
+_ROOT_FIELDS = {
+  'folder': ('image_folder', 'ROOT holding train/<class>/ and test/<class>/'),
+  'reid': ('reid_root', 'the Market-1501, DukeMTMC-reID or MSMT17 folder'),
+  'recordio': ('recordio', 'DIR holding train.rec and train.idx'),
+  'multilabel': ('{name}_root', 'the set as distributed'),
+}
+
+
+def _user_root(spec: catalog.DataSetSpec, config: Any) -> str:
+  """The folder of a set prepared from the user's files; raises if unset."""
+  field, expected = _ROOT_FIELDS[spec.origin]
+  field = field.format(name=spec.name)
+  root = config.get(field)
+  if not root:
+    raise ValueError(
+      f'config.input.name={spec.name!r} needs config.input.{field} '
+      f'({expected}), received {root!r}'
+    )
+  return root
+
+
+def check_input(config: Any) -> None:
+  """Refuses an input config whose data is missing; prepares nothing.
+
+  What `prepare_input` would raise for a missing set, in milliseconds and
+  without reading any file's contents: a catalog set that is not prepared
+  in the data dir (and ``config.download`` is off), or a set of the
+  user's files whose folder is unset or does not exist. Embedded sets are
+  always available. ``train.py`` calls it before it imports the modules
+  only training needs.
+
+  Args:
+    config: the input config, as for `prepare_input`.
+
+  Raises:
+    ValueError: for an unknown name, or a user's folder unset or missing.
+    catalog.DataNotPreparedError: for a catalog set missing from data_dir
+      without ``config.download``.
+  """
+  spec = catalog.get_spec(config.name)
+  if spec.origin == 'embedded':
+    return
+  if spec.origin in _ROOT_FIELDS:
+    root = _user_root(spec, config)
+    if not os.path.exists(root):
+      field = _ROOT_FIELDS[spec.origin][0].format(name=spec.name)
+      raise ValueError(
+        f'config.input.{field} must be an existing folder, received '
+        f'{root!r}, which does not exist'
+      )
+    return
+  catalog.check_tensorflow(spec)
+  if not config.get('download', False):
+    data_dir = catalog.resolve_data_dir(config.get('data_dir'))
+    catalog.check_prepared(spec, data_dir)
+
+
 def prepare_input(config: Any) -> str:
   """Makes the set of an input config readable, as training would.
 
@@ -539,48 +597,23 @@ def prepare_input(config: Any) -> str:
   """
   spec = catalog.get_spec(config.name)
   data_dir = catalog.resolve_data_dir(config.get('data_dir'))
+  image_size = config.get('image_size')
   if spec.origin == 'embedded':
     return prepare_embedded(spec.name, data_dir)
   if spec.origin == 'folder':
-    root = config.get('image_folder')
-    if not root:
-      raise ValueError(
-        "config.input.name='image_folder' needs config.input.image_folder "
-        '(ROOT holding train/<class>/ and test/<class>/), received '
-        f'{root!r}'
-      )
-    return image_folder_dir(root, config.get('image_size'), data_dir)
+    return image_folder_dir(_user_root(spec, config), image_size, data_dir)
   if spec.origin == 'reid':
-    root = config.get('reid_root')
-    if not root:
-      raise ValueError(
-        "config.input.name='reid_folder' needs config.input.reid_root (the "
-        'Market-1501, DukeMTMC-reID or MSMT17 folder), received '
-        f'{root!r}'
-      )
     return reid_folder_dir(
-      root,
+      _user_root(spec, config),
       config.get('reid_layout', 'market1501'),
-      config.get('image_size'),
+      image_size,
       data_dir,
     )
   if spec.origin == 'recordio':
-    root = config.get('recordio')
-    if not root:
-      raise ValueError(
-        "config.input.name='recordio' needs config.input.recordio (DIR "
-        f'holding train.rec and train.idx), received {root!r}'
-      )
-    return recordio_dir(root, config.get('image_size'), data_dir)
+    return recordio_dir(_user_root(spec, config), image_size, data_dir)
   if spec.origin == 'multilabel':
-    root = config.get(f'{spec.name}_root')
-    if not root:
-      raise ValueError(
-        f'config.input.name={spec.name!r} needs config.input.'
-        f'{spec.name}_root (the set as distributed), received {root!r}'
-      )
     return multilabel_folder_dir(
-      spec.name, root, config.get('image_size'), data_dir
+      spec.name, _user_root(spec, config), image_size, data_dir
     )
   catalog.check_tensorflow(spec)
   try:

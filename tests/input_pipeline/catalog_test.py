@@ -289,3 +289,64 @@ def test_coco_without_tensorflow_names_the_extra(tmp_path):
     assert "pip install -e '.[coco]'" in message
   forbidden.assert_not_called()
   assert not os.listdir(tmp_path)
+
+
+def test_check_input_refuses_what_creating_the_data_set_would(tmp_path):
+  data_dir = str(tmp_path / 'tfds')
+  config = support.make_input_config(name='mnist', data_dir=data_dir)
+  with pytest.raises(input_pipeline.DataNotPreparedError) as checked:
+    input_pipeline.check_input(config)
+  with pytest.raises(input_pipeline.DataNotPreparedError) as created:
+    _create(config)
+  assert str(checked.value) == str(created.value)
+  # With download=True, or once prepared, there is nothing to refuse.
+  config.download = True
+  input_pipeline.check_input(config)
+  config.download = False
+  support.mark_prepared('mnist', data_dir)
+  input_pipeline.check_input(config)
+
+
+@pytest.mark.parametrize(
+  'name,field',
+  [
+    ('image_folder', 'image_folder'),
+    ('reid_folder', 'reid_root'),
+    ('recordio', 'recordio'),
+    ('nuswide', 'nuswide_root'),
+    ('coco2014', 'coco2014_root'),
+  ],
+)
+def test_check_input_names_a_missing_folder_and_prepares_nothing(
+  name, field, tmp_path
+):
+  data_dir = tmp_path / 'tfds'
+  config = support.make_input_config(name=name, data_dir=str(data_dir))
+  with pytest.raises(ValueError) as unset:
+    input_pipeline.check_input(config)
+  assert str(unset.value).startswith(
+    f'config.input.name={name!r} needs config.input.{field} ('
+  )
+  assert str(unset.value).endswith('), received None')
+  config[field] = str(tmp_path / 'nope')
+  with pytest.raises(ValueError) as missing:
+    input_pipeline.check_input(config)
+  assert str(missing.value) == (
+    f'config.input.{field} must be an existing folder, received '
+    f'{str(tmp_path / "nope")!r}, which does not exist'
+  )
+  # An existing folder passes without being read: its layout is checked
+  # when the set is prepared.
+  config[field] = str(tmp_path)
+  input_pipeline.check_input(config)
+  assert not data_dir.exists()
+
+
+def test_check_input_passes_embedded_sets_without_preparing(tmp_path):
+  data_dir = tmp_path / 'tfds'
+  for name in ('digits', 'digits_multilabel'):
+    config = support.make_input_config(name=name, data_dir=str(data_dir))
+    input_pipeline.check_input(config)
+  assert not data_dir.exists()
+  with pytest.raises(ValueError, match='nope'):
+    input_pipeline.check_input(support.make_input_config(name='nope'))
