@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.precision
 	$(PY) -m benchmarks.small_map_conv
 	$(PY) -m benchmarks.pairwise_passes
+	$(PY) -m benchmarks.startup
 
 # Every loss against softmax on digits, 3 seeds (results/digits.md);
 # QUICK=1: a smoke test of the comparison machinery, not a result (one seed,
