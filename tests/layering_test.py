@@ -34,7 +34,7 @@ ALLOWED = {
     'evaluation',
     'training',
   },
-  'train': {'common', 'training'},
+  'train': {'common', 'input_pipeline', 'training'},
   'embed': {'common', 'inference'},
   'search': {'common', 'inference', 'evaluation'},
 }
