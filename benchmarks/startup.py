@@ -20,11 +20,6 @@ import time
 
 from absl import app, flags
 
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Runs per case.')
-_DATA_DIR = flags.DEFINE_string(
-  'data_dir', None, 'An empty TFDS data dir; default: a temporary one.'
-)
-
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -85,18 +80,19 @@ def time_command(command: list[str], *, timeout: float = 120.0):
 
 def main(argv):
   del argv
+  repeats = flags.FLAGS.repeats
   with tempfile.TemporaryDirectory() as scratch:
-    data_dir = _DATA_DIR.value or os.path.join(scratch, 'tfds')
+    data_dir = flags.FLAGS.data_dir or os.path.join(scratch, 'tfds')
     workdir = f'--workdir={os.path.join(scratch, "work")}'
     timings = {name: [] for name in cases(data_dir, workdir)}
-    for _ in range(_REPEATS.value):
+    for _ in range(repeats):
       for name, case_argv in cases(data_dir, workdir).items():
         first, end, returncode, line = time_command(
           [sys.executable, 'train.py', *case_argv]
         )
         timings[name].append((first, end, returncode, line))
   print(
-    f'{_REPEATS.value} runs per case, {os.cpu_count()} CPUs, load '
+    f'{repeats} runs per case, {os.cpu_count()} CPUs, load '
     f'{os.getloadavg()[0]:.1f} at the end'
   )
   print('| case | first line, s (median; min-max) | exit, s | code | line |')
@@ -114,4 +110,9 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  # Defined here, not at import: the tests import the benchmarks together.
+  flags.DEFINE_integer('repeats', 3, 'Runs per case.')
+  flags.DEFINE_string(
+    'data_dir', None, 'An empty TFDS data dir; default: a temporary one.'
+  )
   app.run(main)
