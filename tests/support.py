@@ -6,6 +6,7 @@ files, which keep only fixtures. Only public names of the packages under
 test are used here.
 """
 
+import functools
 import json
 import os
 import socket
@@ -108,10 +109,9 @@ def write_random_resnet18(path, stage_filters, image_size, *, seed):
   model = models.get_model(
     'resnet18', embedding_dim=8, stage_filters=stage_filters
   )
-  variables = model.init(
-    jax.random.key(seed),
-    np.zeros((1, image_size, image_size, 3), np.float32),
-    train=False,
+  # Compiled once: eagerly, each operation of the init would compile alone.
+  variables = jax.jit(functools.partial(model.init, train=False))(
+    jax.random.key(seed), np.zeros((1, image_size, image_size, 3), np.float32)
   )
   rng = np.random.default_rng(seed)
   batch_stats = jax.tree.map(

@@ -6,6 +6,8 @@ statistics, running ones updated) and in evaluation (running statistics),
 and each loss of ``softmax+triplet`` against the feature it must see.
 """
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -43,16 +45,16 @@ def _setup(head):
   model = _model(head)
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.normal(size=(6, 2, 2, 1)), jnp.float32)
-  variables = jax.tree.map(
-    np.asarray, model.init(jax.random.key(0), images, train=False)
-  )
+  # Compiled, not run operation by operation (each would compile alone).
+  init = jax.jit(functools.partial(model.init, train=False))
+  variables = jax.tree.map(np.asarray, init(jax.random.key(0), images))
   variables['params']['bnneck']['scale'] = np.array([0.5, 2, 1, 3], np.float32)
   variables['batch_stats']['bnneck'] = {
     'mean': np.array([0.1, -0.2, 0.3, 0.0], np.float32),
     'var': np.array([2.0, 0.5, 1.0, 4.0], np.float32),
   }
-  features = _Backbone().apply(
-    {'params': variables['params']['backbone']}, images, train=False
+  features = jax.jit(functools.partial(_Backbone().apply, train=False))(
+    {'params': variables['params']['backbone']}, images
   )
   return model, variables, images, np.asarray(features, np.float64)
 
@@ -106,6 +108,7 @@ def test_softmax_plus_triplet_each_term_sees_its_feature():
   model, variables, images, features = _setup(objective.make_head(3, hparams))
   labels = jnp.array([0, 0, 1, 1, 2, 2])
 
+  @jax.jit
   def terms(params):
     (embeddings, outputs), _ = model.apply(
       {**variables, 'params': params},
@@ -129,9 +132,9 @@ def test_softmax_plus_triplet_each_term_sees_its_feature():
   )
   np.testing.assert_allclose(parts['softmax'], np.mean(softmax), rtol=1e-5)
   # The BatchNorm's scale learns from the classifier's loss alone.
-  grads = jax.grad(lambda p: terms(p)['triplet'])(variables['params'])
+  grads = jax.jit(jax.grad(lambda p: terms(p)['triplet']))(variables['params'])
   np.testing.assert_array_equal(grads['bnneck']['scale'], 0)
-  grads = jax.grad(lambda p: terms(p)['softmax'])(variables['params'])
+  grads = jax.jit(jax.grad(lambda p: terms(p)['softmax']))(variables['params'])
   assert np.all(np.abs(grads['bnneck']['scale']) > 0)
 
 
