@@ -175,6 +175,14 @@ def train_on_image_folder(root, data_dir, workdir):
   train.train_and_evaluate(config, workdir)
 
 
+def stored_image_feature(version_dir):
+  """The ``image`` feature of a prepared set, as its features.json says:
+  ``{'shape': ..., 'dtype': ..., 'encoding': ...}``."""
+  with open(os.path.join(version_dir, 'features.json')) as file:
+    features = json.load(file)
+  return features['featuresDict']['features']['image']['tensor']
+
+
 def evaluation_features(workdir):
   """``(embeddings, labels)`` of a run's final test-split evaluation."""
   with np.load(os.path.join(workdir, 'test_features.npz')) as data:

@@ -1,6 +1,5 @@
 """The user's image folders: preparation, contents and bad input."""
 
-import json
 import os
 
 import numpy as np
@@ -242,7 +241,5 @@ def test_prepared_pixels_are_stored_as_bytes(tmp_path):
     for name in names
     if name == '1.1.0'
   ]
-  with open(os.path.join(version_dir, 'features.json')) as file:
-    features = json.load(file)
-  image = features['featuresDict']['features']['image']['tensor']
+  image = support.stored_image_feature(version_dir)
   assert image['encoding'] == 'bytes' and image['dtype'] == 'uint8'

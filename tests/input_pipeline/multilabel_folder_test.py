@@ -71,6 +71,10 @@ def test_nuswide_through_the_pipeline(tmp_path):
   version_dir = preparation.multilabel_folder_dir(
     'nuswide', str(root), 8, str(tmp_path / 'tfds')
   )
+  # One bytes value per image (version 1.1.0), not one int64 per pixel.
+  assert version_dir.endswith('1.1.0')
+  image = support.stored_image_feature(version_dir)
+  assert image['encoding'] == 'bytes' and image['dtype'] == 'uint8'
   record = tfds.builder_from_directory(version_dir).as_data_source('test')[0]
   path = root / 'Flickr' / 'water' / '0005_15.jpg'
   expected = np.asarray(

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 import input_pipeline
+from input_pipeline import preparation
 from input_pipeline.datasets import recordio
 from tests import support
 
@@ -72,6 +73,11 @@ def test_reads_back_images_and_labels(tmp_path):
   images, read_labels = _eval_all(dataset, 'train')
   np.testing.assert_array_equal(read_labels, labels)
   np.testing.assert_array_equal(images, written / np.float32(255))
+  # One bytes value per image (version 1.1.0), not one int64 per pixel.
+  version_dir = preparation.recordio_dir(root, None, data_dir)
+  assert version_dir.endswith('1.1.0')
+  image = support.stored_image_feature(version_dir)
+  assert image['encoding'] == 'bytes' and image['dtype'] == 'uint8'
   # The test split: each identity's first image.
   images, read_labels = _eval_all(dataset, 'test')
   np.testing.assert_array_equal(read_labels, [0, 1, 2])

@@ -157,6 +157,10 @@ def test_prepared_records_are_resized_images(tmp_path):
     )
     == version_dir
   )
+  # One bytes value per image (version 1.1.0), not one int64 per pixel.
+  assert version_dir.endswith('1.1.0')
+  image = support.stored_image_feature(version_dir)
+  assert image['encoding'] == 'bytes' and image['dtype'] == 'uint8'
   config = _reid_config(root, data_dir, normalization=None)
   dataset = input_pipeline.create_dataset(
     config, seed=0, process_index=0, process_count=1
