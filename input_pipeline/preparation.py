@@ -528,10 +528,14 @@ _ROOT_FIELDS = {
 }
 
 
+def _root_field(spec: catalog.DataSetSpec) -> str:
+  """The config.input field naming the folder of `spec`'s set."""
+  return _ROOT_FIELDS[spec.origin][0].format(name=spec.name)
+
+
 def _user_root(spec: catalog.DataSetSpec, config: Any) -> str:
   """The folder of a set prepared from the user's files; raises if unset."""
-  field, expected = _ROOT_FIELDS[spec.origin]
-  field = field.format(name=spec.name)
+  field, expected = _root_field(spec), _ROOT_FIELDS[spec.origin][1]
   root = config.get(field)
   if not root:
     raise ValueError(
@@ -565,10 +569,9 @@ def check_input(config: Any) -> None:
   if spec.origin in _ROOT_FIELDS:
     root = _user_root(spec, config)
     if not os.path.exists(root):
-      field = _ROOT_FIELDS[spec.origin][0].format(name=spec.name)
       raise ValueError(
-        f'config.input.{field} must be an existing folder, received '
-        f'{root!r}, which does not exist'
+        f'config.input.{_root_field(spec)} must be an existing folder, '
+        f'received {root!r}, which does not exist'
       )
     return
   catalog.check_tensorflow(spec)
